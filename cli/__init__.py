@@ -1,0 +1,1 @@
+"""The ``lamap`` command line (a thin layer over :mod:`lamap`)."""

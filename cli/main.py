@@ -1,0 +1,145 @@
+"""The ``lamap`` command: a thin layer that parses, validates and calls :mod:`lamap`.
+
+User mistakes (:class:`lamap.errors.LamapError`) become one line on stderr and exit
+code 2; nothing else is done here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.types import parse_date, parse_size
+from lamap.errors import LamapError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="lamap",
+    help=(
+        "Leaf Area Index maps at 10 m from Sentinel-1 and Sentinel-2, from a field to a "
+        "continent, including under clouds.\n\n"
+        "Example, fully offline:\n\n"
+        "  lamap demo --out demo-world\n\n"
+        "  lamap map --catalog demo-world --bbox 5.95,48.66,6.05,48.74 --date 2024-06-15 "
+        "--out lai.zarr"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Directory to write the world into.")],
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 0,
+    size: Annotated[
+        int, typer.Option(help="Edge of the world in 10-m pixels (multiple of 4).",
+                          parser=parse_size)
+    ] = 2048,
+    days: Annotated[int, typer.Option(help="Length of the time series in days.")] = 120,
+    start: Annotated[
+        dt.date, typer.Option(help="First day (YYYY-MM-DD).", parser=parse_date)
+    ] = dt.date(2024, 4, 1),
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing world at --out.")] = False,
+) -> None:
+    """Generate the offline Sentinel-1/Sentinel-2 demo world (COGs + STAC + truth).
+
+    Example: lamap demo --out demo-world --size 1024 --days 60
+    """
+    from lamap.synthetic.world import WorldSpec, generate_world
+
+    spec = WorldSpec(seed=seed, size=size, days=days, start=start)
+    started = time.perf_counter()
+    with _progress("generating world") as step:
+        world = generate_world(out, spec, overwrite=overwrite, progress=step)
+    elapsed = time.perf_counter() - started
+    w, s, e, n = world.bbox
+    typer.echo(
+        f"world written to {world.root} in {elapsed:.1f} s: {size}x{size} px, "
+        f"{len(world.s2_dates)} S2 dates, {len(world.s1_dates)} S1 dates, "
+        f"bbox {w:.4f},{s:.4f},{e:.4f},{n:.4f}, {_du(world.root)}"
+    )
+
+
+@app.command()
+def serve(
+    world: Annotated[Path, typer.Argument(help="A world directory made by `lamap demo`.")],
+) -> None:
+    """Serve a world's STAC items through a local STAC API on 127.0.0.1 until Ctrl-C.
+
+    Example: lamap serve demo-world
+    """
+    from lamap.stac_server import StacServer
+    from lamap.synthetic.world import load_world
+
+    loaded = load_world(world)
+    with StacServer(collections=loaded.collection_paths, items=loaded.item_paths) as server:
+        typer.echo(f"STAC API for {loaded.root} at {server.url} (Ctrl-C to stop)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            typer.echo("stopped")
+
+
+def _du(path: Path) -> str:
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return f"{size / 2**20:.0f} MiB"
+
+
+class _progress:  # noqa: N801 - used as a context manager, reads like a function
+    """A tqdm progress line that takes one text line per finished step."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+
+    def __enter__(self) -> _Step:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(desc=self.description, unit="step", file=sys.stderr,
+                        disable=None, leave=False)
+        return _Step(self.bar)
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+
+class _Step:
+    def __init__(self, bar: object) -> None:
+        self.bar = bar
+
+    def __call__(self, line: str) -> None:
+        self.bar.set_postfix_str(line, refresh=False)  # type: ignore[attr-defined]
+        self.bar.update(1)  # type: ignore[attr-defined]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line; user errors become one line and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except LamapError as err:
+        typer.echo(f"lamap: error: {err}", err=True)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("lamap: interrupted", err=True)
+        raise SystemExit(130) from None
+    except Exception as err:  # click usage errors and aborts
+        import click
+
+        if isinstance(err, click.exceptions.ClickException):
+            err.show()
+            raise SystemExit(err.exit_code) from None
+        if isinstance(err, click.exceptions.Abort):
+            raise SystemExit(1) from None
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

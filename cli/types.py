@@ -1,0 +1,30 @@
+"""Parameter parsers for the command line: strict, with messages that say the fix."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import typer
+
+__all__ = ["parse_date", "parse_size"]
+
+
+def parse_date(value: str | dt.date) -> dt.date:
+    """Parse ``YYYY-MM-DD``."""
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date; write it as YYYY-MM-DD") from None
+
+
+def parse_size(value: str | int) -> int:
+    """Parse a world size in pixels: a positive multiple of 4."""
+    try:
+        size = int(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a whole number of pixels") from None
+    if size < 64 or size % 4:
+        raise typer.BadParameter(f"{size} must be a multiple of 4 and at least 64")
+    return size
