@@ -127,8 +127,8 @@ class CanopyLutSpec:
         0.0, 0.1, 0.25, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0,
         6.0, 7.0, 8.0,
     )  # fmt: skip
-    cab: tuple[float, ...] = (5.0, 12.0, 20.0, 30.0, 42.0, 56.0, 72.0, 90.0)
-    cm: tuple[float, ...] = (0.002, 0.005, 0.008, 0.012, 0.016)
+    cab: tuple[float, ...] = (5.0, 10.0, 16.0, 23.0, 32.0, 43.0, 56.0, 72.0, 90.0)
+    cm: tuple[float, ...] = (0.002, 0.004, 0.006, 0.0085, 0.0115, 0.015)
     sun_zenith: tuple[float, ...] = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0)
     view_zenith: tuple[float, ...] = (0.0, 7.0, 14.0)
     relative_azimuth: tuple[float, ...] = (0.0, 90.0, 180.0)
@@ -398,14 +398,19 @@ def _multilinear(
     """Interpolate the leading axes of ``table`` at ``points`` scattered points, (P, terms)."""
     flat = table.reshape(-1, table.shape[-1])
     strides = [int(np.prod(table.shape[axis + 1 : len(coords)])) for axis in range(len(coords))]
+    base = np.zeros(points, dtype=np.intp)
+    for (lower, _), stride in zip(coords, strides, strict=True):
+        base += lower * stride
     result = np.zeros((points, table.shape[-1]), dtype=np.float32)
+    row = np.empty_like(result)
     for corner in itertools.product((0, 1), repeat=len(coords)):
-        index = np.zeros(points, dtype=np.intp)
         weight = np.ones(points, dtype=np.float32)
-        for bit, (lower, upper_weight), stride in zip(corner, coords, strides, strict=True):
-            index += (lower + bit) * stride
+        for bit, (_, upper_weight) in zip(corner, coords, strict=True):
             weight *= upper_weight if bit else 1.0 - upper_weight
-        result += weight[:, None] * flat[index]
+        offset = sum(bit * stride for bit, stride in zip(corner, strides, strict=True))
+        np.take(flat, base + offset, axis=0, out=row)
+        row *= weight[:, None]
+        result += row
     return result
 
 
