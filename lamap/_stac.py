@@ -4,6 +4,12 @@
 footprint test and the same datetime interval rule as STAC API servers (rustac's memory
 backend, pgstac), and the same expansion of partial dates as pystac-client.
 
+Footprints
+    An item matches ``bbox`` or ``intersects`` when its GeoJSON geometry (not its
+    ``bbox``) intersects the query in the lon/lat plane, touching included (shapely
+    ``intersects``, like rustac's ``geo`` and PostGIS). Items without geometry never match
+    a spatial query.
+
 Datetime rule
     An item spans ``[start_datetime or datetime, end_datetime or datetime]``; it matches a
     query interval ``[start, end]`` unless it ends before ``start`` or begins after ``end``.
@@ -22,7 +28,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lamap._footprint import bbox_polygon, geometries_intersect
+import shapely
+from shapely.errors import ShapelyError
+from shapely.geometry import box, shape
+from shapely.geometry.base import BaseGeometry
+
 from lamap.errors import InputError
 
 __all__ = [
@@ -300,25 +310,36 @@ def _collection_set(collections: str | Iterable[str]) -> set[str]:
 
 def _query_geometry(
     bbox: BBoxLike | None, intersects: Mapping[str, Any] | None
-) -> dict[str, Any] | None:
-    """Return the query area as a GeoJSON geometry, or None without a spatial filter."""
+) -> BaseGeometry | None:
+    """Return the query area as a prepared shapely geometry, or None without one."""
     if bbox is not None:
-        return bbox_polygon(normalize_bbox(bbox))
-    if intersects is None:
+        area = box(*normalize_bbox(bbox))
+    elif intersects is None:
         return None
-    if not isinstance(intersects, Mapping) or "type" not in intersects:
-        raise InputError(f"intersects must be a GeoJSON geometry, got {intersects!r:.80}")
-    if intersects["type"] == "Feature":
-        return dict(intersects["geometry"])
-    return dict(intersects)
+    else:
+        if not isinstance(intersects, Mapping) or "type" not in intersects:
+            raise InputError(f"intersects must be a GeoJSON geometry, got {intersects!r:.80}")
+        geometry = intersects["geometry"] if intersects["type"] == "Feature" else intersects
+        area = _shape(geometry, "intersects")
+    shapely.prepare(area)
+    return area
 
 
-def _footprint_hits(item: Mapping[str, Any], area: Mapping[str, Any]) -> bool:
+def _shape(geometry: Any, what: str) -> BaseGeometry:
+    """Return a GeoJSON geometry as a shapely geometry."""
+    try:
+        return shape(geometry)
+    except (ShapelyError, AttributeError, IndexError, KeyError, TypeError, ValueError) as err:
+        raise InputError(f"{what}: malformed GeoJSON geometry {geometry!r:.80} ({err})") from err
+
+
+def _footprint_hits(item: Mapping[str, Any], area: BaseGeometry) -> bool:
     """Tell whether the item's geometry intersects the area; no geometry never does."""
     geometry = item.get("geometry")
     if geometry is None:
         return False
+    footprint = _shape(geometry, f"item {item.get('id')!r}")
     try:
-        return geometries_intersect(geometry, area)
-    except InputError as err:
-        raise InputError(f"item {item.get('id')!r}: {err}") from err
+        return bool(area.intersects(footprint))
+    except ShapelyError as err:
+        raise InputError(f"item {item.get('id')!r}: invalid footprint ({err})") from err

@@ -72,7 +72,9 @@ __all__ = [
     "PLANETARY_COMPUTER",
     "PROFILES",
     "S1_BANDS",
+    "S1_DEFAULT_NODATA",
     "S2_BANDS",
+    "S2_DEFAULT_NODATA",
     "BandAsset",
     "BBox",
     "CatalogProfile",
@@ -93,7 +95,6 @@ __all__ = [
     "parse_items",
     "parse_s1_item",
     "parse_s2_item",
-    "iter_pages",
     "search",
     "sign_planetary_computer",
 ]
@@ -1423,8 +1424,3 @@ def assign_to_tiles(
         assigned[tile_id] = tuple(scene_list[i] for i in sorted(int(h) for h in hits))
     return assigned
 
-
-def iter_pages(pages: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Yield the features of FeatureCollection pages (saved search responses, fixtures)."""
-    for page in pages:
-        yield from page.get("features", ())

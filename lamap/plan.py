@@ -506,7 +506,8 @@ def _s2_reason(
     partial = [d for d in window if d not in usable]
     if partial:
         listed = ", ".join(f"{d.day} ({d.coverage:.0%})" for d in partial)
-        parts.append(f"{len(partial)} more cover less than {min_coverage:.0%} of it: {listed}")
+        more = "1 more day covers" if len(partial) == 1 else f"{len(partial)} more days cover"
+        parts.append(f"{more} less than {min_coverage:.0%} of it: {listed}")
     older = [d for d in days if d.day < since]
     if older:
         parts.append(f"the nearest older day is {older[-1].day}")

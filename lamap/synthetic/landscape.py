@@ -27,7 +27,7 @@ from enum import IntEnum
 from typing import Final, TypeAlias
 
 import numpy as np
-from scipy import ndimage, special, spatial
+from scipy import ndimage, spatial, special
 
 from lamap.errors import InputError
 
@@ -148,9 +148,15 @@ CROP_CALENDAR: Final[dict[Cover, CropCalendar]] = {
         None, 85, 10, 290, 15, None, None, (2.0, 3.5), (0.8, 1.3), None, 0.0
     ),
     Cover.FOREST: CropCalendar(None, 118, 5, 298, 7, None, None, (4.5, 5.5), (0.6, 1.0), None, 0.0),
-    Cover.WATER: CropCalendar(None, 150, 10, 250, 10, None, None, (0.0, 0.0), (0.0, 0.0), None, 0.0),
-    Cover.BARE: CropCalendar(None, 120, 15, 260, 15, None, None, (0.05, 0.2), (0.0, 0.08), None, 0.0),
-    Cover.BUILT: CropCalendar(None, 110, 10, 290, 12, None, None, (0.3, 0.5), (0.15, 0.25), None, 0.0),
+    Cover.WATER: CropCalendar(
+        None, 150, 10, 250, 10, None, None, (0.0, 0.0), (0.0, 0.0), None, 0.0
+    ),
+    Cover.BARE: CropCalendar(
+        None, 120, 15, 260, 15, None, None, (0.05, 0.2), (0.0, 0.08), None, 0.0
+    ),
+    Cover.BUILT: CropCalendar(
+        None, 110, 10, 290, 12, None, None, (0.3, 0.5), (0.15, 0.25), None, 0.0
+    ),
 }
 
 #: LAI of tilled bare soil between the harvest and the autumn emergence of a winter crop.
@@ -231,6 +237,7 @@ class FieldTable:
     cut_doy: np.ndarray
 
     def __post_init__(self) -> None:
+        """Check that every array has one entry per field."""
         n = len(self.cover)
         for name, value in vars(self).items():
             expected = (n, 2) if name == "cut_doy" else (n,)
@@ -241,6 +248,7 @@ class FieldTable:
                 )
 
     def __len__(self) -> int:
+        """Return the number of fields."""
         return len(self.cover)
 
 
@@ -269,6 +277,7 @@ class Landscape:
     resolution: float
 
     def __post_init__(self) -> None:
+        """Check the shapes of the arrays and that the field ids index the table."""
         shape = self.cover.shape
         if len(shape) != 2:
             raise InputError(f"Landscape.cover must be 2-D, found shape {shape}.")
@@ -338,7 +347,8 @@ def smooth_noise(
     step = max(1.0, scale_px / 3.0)
     sigma = (scale_px / step, scale_px * elongation / step)
     margin = int(np.ceil(4 * max(sigma))) + 2
-    lattice = (int(np.ceil(shape[0] / step)) + 2 * margin, int(np.ceil(shape[1] / step)) + 2 * margin)
+    lattice = (int(np.ceil(shape[0] / step)) + 2 * margin,
+               int(np.ceil(shape[1] / step)) + 2 * margin)
     if elongation > 1:
         coarse = _streaks(lattice, rng, sigma, angle_deg)
     else:
@@ -350,7 +360,10 @@ def smooth_noise(
 
 
 def _filtered_std(sigma: float) -> float:
-    """Standard deviation of unit white noise after scipy's 1-D Gaussian filter."""
+    """Return the standard deviation of unit white noise after a 1-D Gaussian filter.
+
+    The kernel is scipy's: truncated at 4 sigma and normalised.
+    """
     radius = int(4.0 * sigma + 0.5)
     weights = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     weights /= weights.sum()
@@ -473,8 +486,9 @@ def _strips(
     n_strips = int(np.ceil(2 * reach / width.min())) + 2
     phase = rng.random((n, 1 + n_blocks)).astype(np.float32)
 
-    rows = np.arange(estate.shape[0], dtype=np.float32)[:, None] - seeds[:, 0].astype(np.float32)[estate]
-    cols = np.arange(estate.shape[1], dtype=np.float32)[None, :] - seeds[:, 1].astype(np.float32)[estate]
+    seed_rows, seed_cols = seeds.astype(np.float32).T
+    rows = np.arange(estate.shape[0], dtype=np.float32)[:, None] - seed_rows[estate]
+    cols = np.arange(estate.shape[1], dtype=np.float32)[None, :] - seed_cols[estate]
     cos, sin = np.cos(angle)[estate], np.sin(angle)[estate]
     along = cols * cos + rows * sin
     across = rows * cos - cols * sin
@@ -540,7 +554,8 @@ def _river_line(
     """
     along = np.arange(span[0], span[1], 0.25)
     offset = np.zeros_like(along)
-    for knot_m, amplitude_m in ((400.0, rng.uniform(150.0, 500.0)), (80.0, rng.uniform(20.0, 80.0))):
+    bends = ((400.0, rng.uniform(150.0, 500.0)), (80.0, rng.uniform(20.0, 80.0)))
+    for knot_m, amplitude_m in bends:
         knot = knot_m / resolution
         wiggle = ndimage.gaussian_filter1d(rng.standard_normal(int(np.ptp(span) / knot) + 8), 2.0)
         wiggle /= max(float(np.abs(wiggle).max()), 1e-9)
@@ -548,7 +563,8 @@ def _river_line(
         offset += amplitude_m / resolution * np.interp(along, knots, wiggle)
     offset -= np.interp(0.0, along, offset)
     cos, sin = np.cos(direction), np.sin(direction)
-    return np.stack([start[0] + along * sin + offset * cos, start[1] + along * cos - offset * sin], 1)
+    rows = start[0] + along * sin + offset * cos
+    return np.stack([rows, start[1] + along * cos - offset * sin], 1)
 
 
 def _stamp(mask: np.ndarray, line: np.ndarray, half_width: float) -> None:
@@ -566,7 +582,7 @@ def _stamp(mask: np.ndarray, line: np.ndarray, half_width: float) -> None:
 def _rivers(
     shape: tuple[int, int], rng: np.random.Generator, resolution: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A main river crossing the frame and its tributaries: (mask, centre-line points)."""
+    """Draw a main river across the frame and its tributaries: (mask, centre-line points)."""
     mask = np.zeros(shape, dtype=bool)
     reach = float(np.hypot(*shape)) / 2 + 10
     centre = (shape[0] / 2 + rng.uniform(-0.2, 0.2) * shape[0],
@@ -604,7 +620,7 @@ def _blob(
 
 
 def _lakes(shape: tuple[int, int], rng: np.random.Generator, resolution: float) -> np.ndarray:
-    """A few lakes and ponds of 100-400 m radius."""
+    """Draw a few lakes and ponds of 100-400 m radius."""
     mask = np.zeros(shape, dtype=bool)
     area_km2 = shape[0] * shape[1] * resolution**2 / 1e6
     for _ in range(rng.poisson(max(area_km2 / 60.0, 0.5))):
@@ -828,7 +844,7 @@ def _draw_per_cover(
 
 
 def _calendar_column(cover: np.ndarray, name: str) -> np.ndarray:
-    """The calendar value ``name`` of each field's cover (NaN where None)."""
+    """Look up the calendar value ``name`` of each field's cover (NaN where None)."""
     table = np.full(max(Cover) + 1, np.nan)
     for kind, calendar in CROP_CALENDAR.items():
         value = getattr(calendar, name)
@@ -850,7 +866,8 @@ def _phenology(cover: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndar
     shift_up = np.clip(rng.normal(0.0, 6.0, n), -15, 15)
     shift_down = np.clip(0.5 * shift_up + rng.normal(0.0, 5.0, n), -15, 15)
     senescence = _calendar_column(cover, "senescence") + shift_down
-    harvest = _calendar_column(cover, "harvest") + shift_down + np.clip(rng.normal(0, 4, n), -10, 10)
+    harvest = _calendar_column(cover, "harvest") + shift_down
+    harvest += np.clip(rng.normal(0, 4, n), -10, 10)
     winter = _calendar_range(cover, "winter", rng)
     senescent = _calendar_column(cover, "senescent")
     return {
@@ -1000,7 +1017,7 @@ def _mowing_factor(cut_doy: np.ndarray, t: float) -> np.ndarray:
 
 
 def lai_map(landscape: Landscape, date: DateLike) -> np.ndarray:
-    """True LAI of every pixel at a date: field LAI times the within-field texture.
+    """Return the true LAI of every pixel at a date: field LAI times the texture.
 
     Parameters
     ----------

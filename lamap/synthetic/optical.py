@@ -37,8 +37,9 @@ import json
 import os
 import tempfile
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Literal
 
@@ -325,13 +326,18 @@ def _load_terms(path: Path, spec: CanopyLutSpec) -> np.ndarray | None:
 
 
 def _save_terms(path: Path, terms: np.ndarray) -> None:
-    """Write the table atomically (temporary file, then rename)."""
+    """Write the table atomically: to a temporary file in the same folder, then rename."""
+    temporary: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-            np.savez(tmp, terms=terms)
-        os.replace(tmp.name, path)
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+        temporary = Path(name)
+        with os.fdopen(handle, "wb") as stream:
+            np.savez(stream, terms=terms)
+        os.replace(temporary, path)
     except OSError as err:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
         warnings.warn(
             f"Could not cache the PROSAIL table in {path.parent} ({err}); it will be rebuilt "
             "next time. Set LAMAP_CACHE_DIR to a writable folder to keep it.",
@@ -408,7 +414,7 @@ def _multilinear(
         for bit, (_, upper_weight) in zip(corner, coords, strict=True):
             weight *= upper_weight if bit else 1.0 - upper_weight
         offset = sum(bit * stride for bit, stride in zip(corner, strides, strict=True))
-        np.take(flat, base + offset, axis=0, out=row)
+        np.take(flat, base + offset, axis=0, out=row, mode="clip")
         row *= weight[:, None]
         result += row
     return result
@@ -445,7 +451,8 @@ def canopy_reflectance(
     relative_azimuth: ArrayLike,
     *,
     lut: CanopyLut | None = None,
-    chunk_size: int = 1 << 16,
+    chunk_size: int = 8192,
+    threads: int | None = None,
 ) -> np.ndarray:
     """Sentinel-2 L2A reflectance of a canopy over soil, from the PROSAIL lookup table.
 
@@ -470,6 +477,9 @@ def canopy_reflectance(
         Lookup table; :func:`canopy_lut` when omitted.
     chunk_size : int
         Pixels interpolated at a time (bounds the temporary memory).
+    threads : int, optional
+        Threads interpolating chunks in parallel; all cores when omitted. Pass 1 inside
+        tasks that already run in parallel (e.g. on a multi-threaded Dask worker).
 
     Returns
     -------
@@ -484,28 +494,61 @@ def canopy_reflectance(
         [0, 1], zenith angles outside [0, 90], ...).
     """
     lut = canopy_lut() if lut is None else lut
-    names = ("lai", "cab", "cm", "sun_zenith", "view_zenith", "relative_azimuth", "rsoil", "psoil")
     raw = (lai, cab, cm, sun_zenith, view_zenith, relative_azimuth, rsoil, psoil)
     values = {
-        name: np.asarray(value, dtype=np.float64) for name, value in zip(names, raw, strict=True)
+        name: np.asarray(value, dtype=np.float64) for name, value in zip(_ARGS, raw, strict=True)
     }
     _check_canopy_inputs(values)
     values["relative_azimuth"] = _fold_azimuth(values["relative_azimuth"])
     shape = np.broadcast_shapes(*(value.shape for value in values.values()))
-    table, varying = _collapse_constant_axes(lut, [values[name] for name in names[:6]])
-    flat = {name: np.broadcast_to(values[name], shape).reshape(-1) for name in names}
-    out = np.empty((flat["lai"].size, _N_BANDS), dtype=np.float32)
-    for start in range(0, out.shape[0], chunk_size):
-        part = slice(start, start + chunk_size)
-        coords = [
-            _fractional_index(flat[names[axis]][part], lut.spec.axes[axis]) for axis in varying
-        ]
-        terms = _multilinear(table, coords, len(out[part]))
-        wet = flat["psoil"][part, None]
-        soil = flat["rsoil"][part, None] * (wet * lut.soil_dry + (1.0 - wet) * lut.soil_wet)
-        out[part] = _couple_soil(terms, soil.astype(np.float32))
+    table, varying = _collapse_constant_axes(lut, [values[name] for name in _ARGS[:6]])
+    flat = {name: _flatten(value, shape) for name, value in values.items()}
+    out = np.empty((int(np.prod(shape)), _N_BANDS), dtype=np.float32)
+    chunks = [slice(start, start + chunk_size) for start in range(0, out.shape[0], chunk_size)]
+    evaluate = partial(_evaluate_chunk, lut, table, varying, flat, out)
+    workers = min(os.cpu_count() or 1, len(chunks)) if threads is None else threads
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(evaluate, chunks))
+    else:
+        for part in chunks:
+            evaluate(part)
     _mark_missing(out, flat)
     return out.reshape(*shape, _N_BANDS)
+
+
+def _flatten(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """One value per pixel, flattened; a single value stays a 1-element array."""
+    if value.size == 1:
+        return value.reshape(1)
+    return np.broadcast_to(value, shape).reshape(-1)
+
+
+def _chunk(value: np.ndarray, part: slice) -> np.ndarray:
+    return value if value.size == 1 else value[part]
+
+
+def _evaluate_chunk(
+    lut: CanopyLut,
+    table: np.ndarray,
+    varying: list[int],
+    flat: dict[str, np.ndarray],
+    out: np.ndarray,
+    part: slice,
+) -> None:
+    """Interpolate the canopy terms of one chunk of pixels and couple their soil."""
+    points = len(out[part])
+    coords = [
+        _fractional_index(_chunk(flat[_ARGS[axis]], part), lut.spec.axes[axis]) for axis in varying
+    ]
+    terms = _multilinear(table, coords, points)
+    dry = _chunk(flat["psoil"], part)[:, None]
+    soil = _chunk(flat["rsoil"], part)[:, None] * (dry * lut.soil_dry + (1.0 - dry) * lut.soil_wet)
+    out[part] = _couple_soil(terms, soil.astype(np.float32))
+
+
+# Argument names: the six table axes first, then the soil.
+_ARGS = ("lai", "cab", "cm", "sun_zenith", "view_zenith", "relative_azimuth", "rsoil", "psoil")
 
 
 def _collapse_constant_axes(
@@ -513,7 +556,7 @@ def _collapse_constant_axes(
 ) -> tuple[np.ndarray, list[int]]:
     """Interpolate once along axes whose argument is one value; return the varying axes."""
     table = lut.terms
-    varying = []
+    varying: list[int] = []
     for axis in reversed(range(len(values))):
         value = values[axis]
         if value.size and np.nanmin(value) == np.nanmax(value):
