@@ -30,7 +30,7 @@ TRIANGLE = {"type": "Polygon", "coordinates": [[[0, 0], [10, 0], [0, 10], [0, 0]
 
 
 def _utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+    return datetime(*args).replace(tzinfo=UTC)  # type: ignore[arg-type]
 
 
 def _item(item_id: str, geometry: dict[str, Any] | None, **props: Any) -> dict[str, Any]:
