@@ -85,10 +85,10 @@ class StacServer:
 
     Parameters
     ----------
-    item_files
+    items
         Files of STAC items: single Items, FeatureCollections / ItemCollections (``.json``,
         ``.geojson``) or newline-delimited items (``.ndjson``).
-    collection_files
+    collections
         STAC Collection JSON files. Without any, rustac generates a collection for each
         ``collection`` id found in the items.
     startup_timeout
@@ -106,14 +106,14 @@ class StacServer:
 
     def __init__(
         self,
-        item_files: Iterable[str | os.PathLike[str]] = (),
+        items: Iterable[str | os.PathLike[str]] = (),
         *,
-        collection_files: Iterable[str | os.PathLike[str]] = (),
+        collections: Iterable[str | os.PathLike[str]] = (),
         startup_timeout: float = 60.0,
         executable: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.item_files = [_existing_file(p, "item") for p in item_files]
-        self.collection_files = [_existing_file(p, "collection") for p in collection_files]
+        self.item_files = [_existing_file(p, "item") for p in items]
+        self.collection_files = [_existing_file(p, "collection") for p in collections]
         if not self.item_files and not self.collection_files:
             raise InputError("StacServer needs at least one item or collection file")
         if startup_timeout <= 0:
@@ -297,7 +297,7 @@ def serve_directory(
         )
     return StacServer(
         items,
-        collection_files=collections,
+        collections=collections,
         startup_timeout=startup_timeout,
         executable=executable,
     )
@@ -384,18 +384,18 @@ def _spawn(command: Sequence[str], log: IO[bytes]) -> subprocess.Popen[bytes]:
         raise CatalogError(f"could not start {_short_command(command)}: {err}") from err
 
 
-def _get_json(url: str) -> Any:
+def _get_json(url: str, timeout: float) -> Any:
     """GET a JSON document from the loopback server, bypassing any proxy settings."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url, timeout=5) as response:
+    with opener.open(url, timeout=timeout) as response:
         return json.load(response)
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, timeout: float) -> bool:
     """Tell whether the API answers its landing page and collections."""
     try:
-        root = _get_json(url + "/")
-        collections = _get_json(url + "/collections")
+        root = _get_json(url + "/", timeout)
+        collections = _get_json(url + "/collections", timeout)
     except (OSError, ValueError):
         return False
     return isinstance(root, dict) and isinstance(collections, dict)
@@ -404,10 +404,10 @@ def _answers(url: str) -> bool:
 def _wait_until_ready(process: subprocess.Popen[bytes], url: str, timeout: float) -> str | None:
     """Poll the API until it answers; return None, or why it did not."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while (left := deadline - time.monotonic()) > 0:
         if process.poll() is not None:
             return f"exited with code {process.returncode}"
-        if _answers(url):
+        if _answers(url, timeout=min(5.0, max(left, 0.1))):
             return None
         time.sleep(_POLL_INTERVAL_S)
     return f"did not answer within {timeout:g} s"

@@ -16,3 +16,23 @@ def shared() -> Path:
     if not SHARED.is_dir():
         raise RuntimeError(f"tests need ../shared next to the repository (looked in {SHARED})")
     return SHARED
+
+
+TINY_WORLD = {"seed": 7, "size": 192, "days": 30}
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A small seeded world (two UTM zones, 6 S2 and 5 S1 dates), generated once."""
+    from lamap.synthetic.world import WorldSpec, generate_world
+
+    return generate_world(tmp_path_factory.mktemp("tiny") / "world", WorldSpec(**TINY_WORLD))
+
+
+@pytest.fixture(scope="session")
+def tiny_api(tiny_world):  # type: ignore[no-untyped-def]
+    """The tiny world's STAC API on 127.0.0.1 (rustac serve), for the whole session."""
+    from lamap.stac_server import StacServer
+
+    with StacServer(tiny_world.item_paths, collections=tiny_world.collection_paths) as server:
+        yield server

@@ -1,4 +1,4 @@
-"""Tests of the direct STAC search semantics: lamap._stac and lamap._footprint."""
+"""Tests of the direct STAC search semantics of lamap._stac (filter_items and helpers)."""
 
 from __future__ import annotations
 

@@ -138,7 +138,7 @@ def test_search_matches_filter_items(
 ) -> None:
     limit = 3
     search = Client.open(server.url).search(**params, limit=limit)
-    pages = [[item.id for item in page.items] for page in search.pages()]
+    pages = [[item["id"] for item in page["features"]] for page in search.pages_as_dicts()]
     found = [item_id for page in pages for item_id in page]
     direct = filter_items(
         all_items,
@@ -185,7 +185,7 @@ def test_sentinel1_space_datetimes_are_loaded_and_normalised(server: StacServer)
 
 def test_footprints_not_bboxes_decide(server: StacServer, all_items: list[dict[str, Any]]) -> None:
     box = [-105.4, 39.7, -105.35, 39.75]
-    found = {item.id for item in Client.open(server.url).search(bbox=box).items()}
+    found = {item["id"] for item in Client.open(server.url).search(bbox=box).items_as_dicts()}
     by_bbox = {
         item["id"]
         for item in all_items
@@ -244,6 +244,16 @@ def test_item_without_collection_is_named(tmp_path: Path) -> None:
     path.write_text(json.dumps(item))
     with pytest.raises(CatalogError, match="orphan.json: item .* has no 'collection' field"):
         StacServer([path]).start()
+
+
+def test_bad_collection_file_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "bad-collection.json"
+    bad.write_text("{")
+    with pytest.raises(CatalogError, match="cannot read STAC collection file .*bad-collection"):
+        StacServer(ITEM_FILES[:1], collections=[bad]).start()
+    bad.write_text(json.dumps(_features(ITEM_FILES[0])[0]))
+    with pytest.raises(CatalogError, match="bad-collection.json is not a STAC Collection"):
+        StacServer(ITEM_FILES[:1], collections=[bad]).start()
 
 
 def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
@@ -344,7 +354,7 @@ def test_long_command_lines_bundle_items(monkeypatch: pytest.MonkeyPatch) -> Non
         args = _running_args(running)
         assert not [arg for arg in args if arg.endswith(".json")]
         assert [arg for arg in args if arg.endswith(".ndjson")]
-        found = list(Client.open(running.url).search(limit=50).items())
+        found = list(Client.open(running.url).search(limit=50).items_as_dicts())
     assert len(found) == sum(len(_features(path)) for path in ITEM_FILES)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import prosail
@@ -49,7 +51,7 @@ def lut() -> CanopyLut:
     return canopy_lut()
 
 
-def _random_canopies(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+def _random_canopies(rng: np.random.Generator, n: int) -> dict[str, Any]:
     """Realistic random leaf, soil and angle parameters."""
     return {
         "lai": rng.uniform(0.0, 6.0, n),
@@ -93,7 +95,7 @@ def test_lut_matches_prosail_run_directly(lut: CanopyLut) -> None:
     water = spec.water_fraction / (1.0 - spec.water_fraction)
     errors = []
     for _ in range(25):
-        p = {k: float(v[0]) for k, v in _random_canopies(rng, 1).items()}
+        p: dict[str, Any] = {k: float(v[0]) for k, v in _random_canopies(rng, 1).items()}
         psi = abs((p["relative_azimuth"] + 180.0) % 360.0 - 180.0)
         spectrum = prosail.run_prosail(
             spec.n, p["cab"], spec.car_per_cab * p["cab"], spec.cbrown, p["cm"] * water, p["cm"],
@@ -156,7 +158,9 @@ def test_threads_and_chunks_do_not_change_results(lut: CanopyLut) -> None:
 
 
 def test_nan_inputs_give_nan_pixels(lut: CanopyLut) -> None:
-    out = canopy_reflectance(np.array([1.0, np.nan]), 40.0, 0.006, 1.0, 0.5, 40.0, 5.0, 0.0, lut=lut)
+    out = canopy_reflectance(
+        np.array([1.0, np.nan]), 40.0, 0.006, 1.0, 0.5, 40.0, 5.0, 0.0, lut=lut
+    )
     assert np.all(np.isfinite(out[0])) and np.all(np.isnan(out[1]))
 
 
@@ -175,7 +179,7 @@ def test_spec_refuses_unsorted_grid() -> None:
         CanopyLutSpec(lai=(0.0, 2.0, 1.0))
 
 
-def test_table_is_cached_on_disk(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_table_is_cached_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LAMAP_CACHE_DIR", str(tmp_path))
     spec = CanopyLutSpec(
         lai=(0.0, 2.0), cab=(20.0, 60.0), cm=(0.004, 0.01), sun_zenith=(20.0, 60.0),
@@ -189,8 +193,8 @@ def test_table_is_cached_on_disk(tmp_path, monkeypatch: pytest.MonkeyPatch) -> N
         raise AssertionError("the cached table should have been loaded, not rebuilt")
 
     monkeypatch.setattr(optical, "_build_terms", refuse)
-    canopy_lut.cache_clear()
-    np.testing.assert_array_equal(canopy_lut(spec).terms, built.terms)
+    reloaded = canopy_lut.__wrapped__(spec)  # bypass the in-memory cache
+    np.testing.assert_array_equal(reloaded.terms, built.terms)
 
 
 def test_water_and_builtup_spectra() -> None:
@@ -220,7 +224,9 @@ def test_cloudy_reflectance_mixes_cloud_cirrus_and_shadow() -> None:
 
 
 def test_psoil_from_moisture_maps_dry_to_one() -> None:
-    np.testing.assert_allclose(psoil_from_moisture([0.05, 0.12, 0.25, 0.38, 0.5]), [1, 1, 0.5, 0, 0])
+    np.testing.assert_allclose(
+        psoil_from_moisture([0.05, 0.12, 0.25, 0.38, 0.5]), [1, 1, 0.5, 0, 0]
+    )
 
 
 # --- radar --------------------------------------------------------------------------
@@ -331,7 +337,9 @@ def _almanac_sun(when: np.datetime64, lon: float, lat: float) -> tuple[float, fl
     n = (when - np.datetime64("2000-01-01T12:00")) / np.timedelta64(1, "D")
     mean_longitude = (280.460 + 0.9856474 * n) % 360.0
     anomaly = math.radians((357.528 + 0.9856003 * n) % 360.0)
-    ecliptic = math.radians(mean_longitude + 1.915 * math.sin(anomaly) + 0.020 * math.sin(2 * anomaly))
+    ecliptic = math.radians(
+        mean_longitude + 1.915 * math.sin(anomaly) + 0.020 * math.sin(2 * anomaly)
+    )
     obliquity = math.radians(23.439 - 0.0000004 * n)
     ascension = math.atan2(math.cos(obliquity) * math.sin(ecliptic), math.cos(ecliptic))
     declination = math.asin(math.sin(obliquity) * math.sin(ecliptic))
@@ -355,9 +363,9 @@ def test_sun_at_equinox_noon_on_the_equator_is_overhead() -> None:
 def test_sun_on_a_june_morning_in_lorraine() -> None:
     zenith, azimuth = sun_position(datetime(2024, 6, 21, 10, 30, tzinfo=UTC), 6.0, 48.7)
     reference = _almanac_sun(np.datetime64("2024-06-21T10:30"), 6.0, 48.7)
-    assert zenith == pytest.approx(28.5, abs=0.3)  # sun ~17° east of the meridian
-    assert azimuth == pytest.approx(146.0, abs=1.5)
-    assert (float(zenith), float(azimuth)) == pytest.approx(reference, abs=0.2)
+    assert zenith == pytest.approx(28.6, abs=0.2)  # 10:52 solar time, hour angle -17°
+    assert azimuth == pytest.approx(146.0, abs=1.0)
+    assert (float(zenith), float(azimuth)) == pytest.approx(reference, abs=0.05)
 
 
 def test_sun_agrees_with_the_astronomical_almanac_algorithm() -> None:
@@ -368,10 +376,10 @@ def test_sun_agrees_with_the_astronomical_almanac_algorithm() -> None:
         lon, lat = rng.uniform(-180, 180), rng.uniform(-70, 70)
         zenith, azimuth = sun_position(when, lon, lat)
         ref_zenith, ref_azimuth = _almanac_sun(when, lon, lat)
-        assert float(zenith) == pytest.approx(ref_zenith, abs=0.2)
+        assert float(zenith) == pytest.approx(ref_zenith, abs=0.03)
         if 1.0 < ref_zenith < 89.0:
             gap = (float(azimuth) - ref_azimuth + 180.0) % 360.0 - 180.0
-            assert abs(gap) < 0.5
+            assert abs(gap) < 0.2
 
 
 def test_sun_azimuth_is_south_at_solar_noon_and_east_in_the_morning() -> None:

@@ -58,8 +58,17 @@ def write_cog(
         "predictor": 2 if np.issubdtype(data.dtype, np.integer) else 3,
         "blocksize": blocksize,
         "overview_resampling": resampling,
+        "overview_count": _overview_count(max(data.shape), blocksize),
         "num_threads": 1,
     }
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(tmp, "w", **profile) as dst:
         dst.write(data, 1)
     os.replace(tmp, path)
+
+
+def _overview_count(size: int, blocksize: int) -> int:
+    """Halvings until the image fits one block, at least one (small test worlds too)."""
+    count = 1
+    while size > blocksize * 2**count:
+        count += 1
+    return count

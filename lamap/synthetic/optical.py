@@ -463,7 +463,7 @@ def canopy_reflectance(
     cab : array-like
         Leaf chlorophyll a+b (µg/cm²); clamped to the table (5..90).
     cm : array-like
-        Leaf dry matter (g/cm²); clamped to the table (0.002..0.016).
+        Leaf dry matter (g/cm²); clamped to the table (0.002..0.015).
     rsoil : array-like
         Soil brightness factor (PROSAIL ``rsoil``, about 0.5..1.5).
     psoil : array-like
@@ -589,6 +589,11 @@ def psoil_from_moisture(
     -------
     numpy.ndarray
         ``psoil`` in [0, 1], so optical soil darkening follows the radar's soil moisture.
+
+    Raises
+    ------
+    InputError
+        If ``wet`` is not above ``dry``.
     """
     if not wet > dry:
         raise InputError(f"psoil_from_moisture needs wet > dry, got dry={dry}, wet={wet}.")

@@ -373,6 +373,10 @@ def _backscatter(
 ) -> np.ndarray:
     gamma0 = radar.backscatter(lai, moisture, incidence, polarisation=pol,  # type: ignore[arg-type]
                                rng=rng)
+    forest = land.cover == landscape.Cover.FOREST
+    gamma0[forest] = radar.backscatter(
+        lai[forest], moisture[forest], incidence[forest], polarisation=pol,  # type: ignore[arg-type]
+        coefficients=radar.FOREST[pol], rng=rng)
     water = land.cover == landscape.Cover.WATER
     built = land.cover == landscape.Cover.BUILT
     gamma0[water] = radar.water_backscatter((int(water.sum()),), incidence[water], pol, rng)  # type: ignore[arg-type]

@@ -1,0 +1,335 @@
+"""Lazy xarray cubes of Sentinel-2 and Sentinel-1 on the output grid, with stackstac.
+
+A cube covers a pixel window of the output grid (a tile grown by a halo). Its dask
+chunks are cut on the grid's chunk boundaries, so every block maps to exactly one grid
+chunk (or the part of one at the window's edge). Building a cube computes nothing;
+computing one block reads only the COGs whose footprint overlaps it (stackstac skips
+the others from their ``proj:`` metadata).
+
+- S2: the bands asked for, as surface reflectance ``(DN + BOA offset) / 10000`` with the
+  offset of each item (from :class:`lamap.catalog.S2Scene`), resampled bilinearly;
+  scenes of one UTC day are mosaicked; sun/view angles become ``time`` coordinates.
+- SCL: nearest neighbour, never interpolated; 0 (no data) outside the swath.
+- S1: ``vv``/``vh`` gamma0 converted to dB, bilinear; one pass = one time step.
+- Nodata stays NaN (never 0 dB or 0 reflectance).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import stackstac
+import xarray as xr
+from rasterio.enums import Resampling
+
+from lamap.catalog import S1Scene, S2Scene
+from lamap.errors import InputError, NoInputError
+from lamap.grid import Grid, Tile, Window
+from lamap.plan import S1Pass, S2Day, TimeSteps, select_scenes
+
+__all__ = [
+    "CubeWindow",
+    "TileCubes",
+    "s1_cube",
+    "s2_cube",
+    "scl_cube",
+    "tile_cubes",
+]
+
+HrefSigner = Callable[[str], str]
+
+#: SNAP's bands, in the order :func:`lamap.lai.snap_lai` takes them.
+SNAP_BANDS: tuple[str, ...] = ("B03", "B04", "B05", "B06", "B07", "B8A", "B11", "B12")
+ANGLES = ("sun_zenith", "sun_azimuth", "view_zenith", "relative_azimuth")
+
+
+@dataclass(frozen=True)
+class CubeWindow:
+    """The pixels of the output grid a cube covers.
+
+    Parameters
+    ----------
+    grid : Grid
+        The output grid.
+    window : Window
+        Pixel window in grid coordinates; may reach past the grid's edges (halo).
+    """
+
+    grid: Grid
+    window: Window
+
+    @classmethod
+    def for_tile(cls, tile: Tile, halo: int = 0) -> CubeWindow:
+        """The window of ``tile`` grown by ``halo`` pixels on every side."""
+        if halo < 0:
+            raise InputError(f"halo must be >= 0 pixels, got {halo}")
+        return cls(tile.grid, tile.with_halo(halo) if halo else tile.window)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(xmin, ymin, xmax, ymax) in the grid's CRS."""
+        return tuple(self.grid.window_bounds(self.window))  # type: ignore[return-value]
+
+    @property
+    def epsg(self) -> int:
+        """EPSG code of the grid (stackstac needs one)."""
+        if self.grid.epsg is None:
+            raise InputError(
+                f"the grid's CRS {self.grid.crs_label} has no EPSG code; stackstac needs one: "
+                "choose an EPSG CRS with --crs"
+            )
+        return self.grid.epsg
+
+    def chunks(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Row and column chunk sizes cut on the grid's chunk boundaries."""
+        w, edge = self.window, self.grid.chunk
+        return _cuts(w.row_start, w.row_stop, edge), _cuts(w.col_start, w.col_stop, edge)
+
+    def coords(self) -> dict[str, np.ndarray]:
+        """Pixel-centre ``y`` and ``x`` of the window, exactly as the grid defines them."""
+        return {"y": self.grid.y_coords(self.window), "x": self.grid.x_coords(self.window)}
+
+
+def _cuts(start: int, stop: int, edge: int) -> tuple[int, ...]:
+    """Sizes of the pieces of [start, stop) cut at multiples of ``edge``."""
+    bounds = [start, *range((start // edge + 1) * edge, stop, edge), stop]
+    return tuple(b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def _stack(
+    items: list[dict[str, object]],
+    assets: Sequence[str],
+    where: CubeWindow,
+    *,
+    dtype: str,
+    fill_value: float | int,
+    resampling: Resampling,
+) -> xr.DataArray:
+    rows, cols = where.chunks()
+    cube = stackstac.stack(
+        items,
+        assets=list(assets),
+        epsg=where.epsg,
+        resolution=where.grid.resolution,
+        bounds=where.bounds,
+        snap_bounds=False,
+        resampling=resampling,
+        chunksize=(1, 1, rows, cols),
+        dtype=np.dtype(dtype),
+        fill_value=np.array(fill_value, dtype=dtype)[()],
+        rescale=False,
+        sortby_date="asc",
+        xy_coords="center",
+        properties=True,
+        band_coords=False,
+    )
+    expected = where.window.shape
+    if cube.shape[-2:] != expected:  # pragma: no cover - guards stackstac's rounding
+        raise InputError(f"stackstac built a {cube.shape[-2:]} cube for a {expected} window")
+    return cube.assign_coords(where.coords())
+
+
+def _mosaic_by(cube: xr.DataArray, groups: Sequence[Sequence[str]], labels: Sequence[object],
+               nodata: float | int) -> xr.DataArray:
+    """Mosaic the items of each group (first valid pixel, in group order) into one step."""
+    ids = list(cube["id"].values)
+    steps = []
+    for group in groups:
+        index = [ids.index(i) for i in reversed(group)]  # stackstac puts the last on top
+        steps.append(stackstac.mosaic(cube.isel(time=index), dim="time", nodata=nodata))
+    return xr.concat(steps, dim="time", coords="minimal", compat="override").assign_coords(
+        time=np.array(labels, dtype="datetime64[ns]")
+    )
+
+
+def _step_coord(scenes: Sequence[S2Scene], groups: Sequence[Sequence[str]], attr: str) -> list[float]:
+    by_id = {s.id: s for s in scenes}
+    return [float(np.mean([getattr(by_id[i], attr) for i in g])) for g in groups]
+
+
+def s2_cube(
+    scenes: Sequence[S2Scene],
+    days: Sequence[S2Day],
+    where: CubeWindow,
+    *,
+    bands: Sequence[str] = SNAP_BANDS,
+    signer: HrefSigner | None = None,
+) -> xr.DataArray:
+    """Surface reflectance of ``bands`` for each day: ``(time, band, y, x)`` float32.
+
+    Parameters
+    ----------
+    scenes : sequence of S2Scene
+        Normalised Sentinel-2 items (at least those of ``days``).
+    days : sequence of S2Day
+        The days to stack (from the planner); each day's scenes are mosaicked.
+    where : CubeWindow
+        Output pixels.
+    bands : sequence of str
+        lamap band names (``B02`` … ``B12``, ``B8A``).
+    signer : callable, optional
+        Signs hrefs (Planetary Computer) before reading.
+
+    Returns
+    -------
+    xarray.DataArray
+        Lazy; NaN where no scene has data. ``time`` carries ``sun_zenith``,
+        ``sun_azimuth``, ``view_zenith`` and ``relative_azimuth`` coordinates (degrees),
+        averaged over a day's scenes.
+    """
+    used = _scenes_of(scenes, [d.item_ids for d in days])
+    items = [s.stac_item(signer=signer) for s in used]
+    dn = _stack(items, bands, where, dtype="float32", fill_value=np.nan,
+                resampling=Resampling.bilinear)
+    offsets = xr.DataArray([s.boa_offset for s in used], dims="time")
+    reflectance = (dn + offsets.values[:, None, None, None]) / 10000.0
+    reflectance = reflectance.astype(np.float32)
+    groups = [d.item_ids for d in days]
+    mosaic = _mosaic_by(reflectance, groups, [d.day for d in days], np.nan)
+    angles = {name: ("time", _step_coord(used, groups, name)) for name in ANGLES}
+    return mosaic.assign_coords(band=list(bands), **angles).rename("reflectance")
+
+
+def scl_cube(
+    scenes: Sequence[S2Scene],
+    days: Sequence[S2Day],
+    where: CubeWindow,
+    *,
+    signer: HrefSigner | None = None,
+) -> xr.DataArray:
+    """Scene classification of each day, nearest neighbour: ``(time, y, x)`` uint8.
+
+    0 (SCL "no data") where no scene has data. Parameters as :func:`s2_cube`.
+    """
+    used = _scenes_of(scenes, [d.item_ids for d in days])
+    items = [s.stac_item(signer=signer) for s in used]
+    scl = _stack(items, ["SCL"], where, dtype="uint8", fill_value=0,
+                 resampling=Resampling.nearest).isel(band=0, drop=True)
+    mosaic = _mosaic_by(scl, [d.item_ids for d in days], [d.day for d in days], 0)
+    return mosaic.rename("scl")
+
+
+def s1_cube(
+    scenes: Sequence[S1Scene],
+    passes: Sequence[S1Pass],
+    where: CubeWindow,
+    *,
+    signer: HrefSigner | None = None,
+) -> xr.DataArray:
+    """Sentinel-1 backscatter in dB for each pass: ``(time, band=[vv, vh], y, x)`` float32.
+
+    Parameters
+    ----------
+    scenes : sequence of S1Scene
+        Normalised Sentinel-1 RTC items (at least those of ``passes``).
+    passes : sequence of S1Pass
+        The passes to stack (a pass may repeat: it then fills several steps).
+    where : CubeWindow
+        Output pixels.
+    signer : callable, optional
+        Signs hrefs before reading.
+
+    Returns
+    -------
+    xarray.DataArray
+        Lazy; NaN outside the footprint and where gamma0 ≤ 0.
+    """
+    groups = [p.item_ids for p in passes]
+    used = _scenes_of(scenes, groups)
+    items = [s.stac_item(signer=signer) for s in used]
+    gamma0 = _stack(items, ["vv", "vh"], where, dtype="float32", fill_value=np.nan,
+                    resampling=Resampling.bilinear)
+    db = (10.0 * np.log10(gamma0.where(gamma0 > 0))).astype(np.float32)
+    mosaic = _mosaic_by(db, groups, [p.datetime.replace(tzinfo=None) for p in passes], np.nan)
+    return mosaic.assign_coords(band=["vv", "vh"]).rename("s1_db")
+
+
+def _scenes_of(scenes: Sequence[S2Scene] | Sequence[S1Scene],
+               groups: Sequence[Sequence[str]]) -> list:  # type: ignore[type-arg]
+    wanted = list(dict.fromkeys(i for g in groups for i in g))
+    found = select_scenes(scenes, wanted)  # type: ignore[arg-type]
+    if len(found) != len(wanted):
+        missing = sorted(set(wanted) - {s.id for s in found})
+        raise NoInputError(f"items {missing} were planned but are not among the searched scenes")
+    return list(found)
+
+
+@dataclass(frozen=True)
+class TileCubes:
+    """Everything the features of one tile and date are made from (all lazy).
+
+    Attributes
+    ----------
+    steps : TimeSteps
+        What the planner chose.
+    where : CubeWindow
+        The pixels covered.
+    s2 : xarray.DataArray
+        SNAP bands at t-2, t-1 ``(time=2, band, y, x)``.
+    scl : xarray.DataArray
+        SCL at t-2, t-1 ``(time=2, y, x)``.
+    s1 : xarray.DataArray
+        VV/VH dB at t-2, t-1, D ``(time=3, band, y, x)``.
+    s2_now, scl_now : xarray.DataArray or None
+        S2 bands and SCL at D where an acquisition exists (observed LAI, training target).
+    """
+
+    steps: TimeSteps
+    where: CubeWindow
+    s2: xr.DataArray
+    scl: xr.DataArray
+    s1: xr.DataArray
+    s2_now: xr.DataArray | None
+    scl_now: xr.DataArray | None
+
+    @property
+    def date(self) -> dt.date:
+        """The requested date D."""
+        return self.steps.date
+
+
+def tile_cubes(
+    steps: TimeSteps,
+    s2_scenes: Sequence[S2Scene],
+    s1_scenes: Sequence[S1Scene],
+    where: CubeWindow,
+    *,
+    signer: HrefSigner | None = None,
+    with_observed: bool = True,
+) -> TileCubes:
+    """Build every cube one tile needs for one date, lazily.
+
+    Parameters
+    ----------
+    steps : TimeSteps
+        The planner's choice for this tile and date.
+    s2_scenes, s1_scenes : sequence
+        Normalised scenes from :func:`lamap.catalog.search`.
+    where : CubeWindow
+        Output pixels (tile plus halo).
+    signer : callable, optional
+        Signs hrefs before reading.
+    with_observed : bool
+        Also stack S2 at D when the planner found it.
+
+    Returns
+    -------
+    TileCubes
+    """
+    past = [steps.t2, steps.t1]
+    now: list[S2Day] = [steps.observed] if (with_observed and steps.observed) else []
+    kind: Literal["past", "now"]
+    cubes: dict[str, xr.DataArray | None] = {"s2_now": None, "scl_now": None}
+    for kind, days in (("past", past), ("now", now)):
+        if not days:
+            continue
+        suffix = "" if kind == "past" else "_now"
+        cubes["s2" + suffix] = s2_cube(s2_scenes, days, where, signer=signer)
+        cubes["scl" + suffix] = scl_cube(s2_scenes, days, where, signer=signer)
+    s1 = s1_cube(s1_scenes, steps.s1, where, signer=signer)
+    return TileCubes(steps, where, cubes["s2"], cubes["scl"], s1,  # type: ignore[arg-type]
+                     cubes["s2_now"], cubes["scl_now"])
