@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import stackstac
@@ -41,10 +41,12 @@ __all__ = [
 ]
 
 HrefSigner = Callable[[str], str]
+SceneT = TypeVar("SceneT", S2Scene, S1Scene)
 
 #: SNAP's bands, in the order :func:`lamap.lai.snap_lai` takes them.
 SNAP_BANDS: tuple[str, ...] = ("B03", "B04", "B05", "B06", "B07", "B8A", "B11", "B12")
 ANGLES = ("sun_zenith", "sun_azimuth", "view_zenith", "relative_azimuth")
+STEP_COORDS = (*ANGLES, "boa_offset")
 
 
 @dataclass(frozen=True)
@@ -137,11 +139,13 @@ def _mosaic_by(cube: xr.DataArray, groups: Sequence[Sequence[str]], labels: Sequ
                nodata: float | int) -> xr.DataArray:
     """Mosaic the items of each group (first valid pixel, in group order) into one step."""
     ids = list(cube["id"].values)
-    steps = []
+    steps: list[xr.DataArray] = []
     for group in groups:
         index = [ids.index(i) for i in reversed(group)]  # stackstac puts the last on top
         steps.append(stackstac.mosaic(cube.isel(time=index), dim="time", nodata=nodata))
-    return xr.concat(steps, dim="time", coords="minimal", compat="override").assign_coords(
+    mosaic = xr.concat(steps, dim="time", coords="minimal", compat="override")
+    item_coords = [name for name in mosaic.coords if name not in mosaic.dims]
+    return mosaic.drop_vars(item_coords).assign_coords(
         time=np.array(labels, dtype="datetime64[ns]")
     )
 
@@ -179,19 +183,18 @@ def s2_cube(
     xarray.DataArray
         Lazy; NaN where no scene has data. ``time`` carries ``sun_zenith``,
         ``sun_azimuth``, ``view_zenith`` and ``relative_azimuth`` coordinates (degrees),
-        averaged over a day's scenes.
+        averaged over a day's scenes, and the ``boa_offset`` applied (DN).
     """
     used = _scenes_of(scenes, [d.item_ids for d in days])
     items = [s.stac_item(signer=signer) for s in used]
     dn = _stack(items, bands, where, dtype="float32", fill_value=np.nan,
                 resampling=Resampling.bilinear)
     offsets = xr.DataArray([s.boa_offset for s in used], dims="time")
-    reflectance = (dn + offsets.values[:, None, None, None]) / 10000.0
-    reflectance = reflectance.astype(np.float32)
+    reflectance = ((dn + offsets) / 10000.0).astype(np.float32)
     groups = [d.item_ids for d in days]
     mosaic = _mosaic_by(reflectance, groups, [d.day for d in days], np.nan)
-    angles = {name: ("time", _step_coord(used, groups, name)) for name in ANGLES}
-    return mosaic.assign_coords(band=list(bands), **angles).rename("reflectance")
+    angles = {name: ("time", _step_coord(used, groups, name)) for name in STEP_COORDS}
+    return mosaic.assign_coords(angles).assign_coords(band=list(bands)).rename("reflectance")
 
 
 def scl_cube(
@@ -243,15 +246,15 @@ def s1_cube(
     items = [s.stac_item(signer=signer) for s in used]
     gamma0 = _stack(items, ["vv", "vh"], where, dtype="float32", fill_value=np.nan,
                     resampling=Resampling.bilinear)
-    db = (10.0 * np.log10(gamma0.where(gamma0 > 0))).astype(np.float32)
+    positive: xr.DataArray = gamma0.where(gamma0 > 0)
+    db = xr.DataArray(10.0 * np.log10(positive)).astype(np.float32)
     mosaic = _mosaic_by(db, groups, [p.datetime.replace(tzinfo=None) for p in passes], np.nan)
     return mosaic.assign_coords(band=["vv", "vh"]).rename("s1_db")
 
 
-def _scenes_of(scenes: Sequence[S2Scene] | Sequence[S1Scene],
-               groups: Sequence[Sequence[str]]) -> list:  # type: ignore[type-arg]
+def _scenes_of(scenes: Sequence[SceneT], groups: Sequence[Sequence[str]]) -> list[SceneT]:
     wanted = list(dict.fromkeys(i for g in groups for i in g))
-    found = select_scenes(scenes, wanted)  # type: ignore[arg-type]
+    found = select_scenes(scenes, wanted)
     if len(found) != len(wanted):
         missing = sorted(set(wanted) - {s.id for s in found})
         raise NoInputError(f"items {missing} were planned but are not among the searched scenes")

@@ -19,7 +19,6 @@ import shapely
 from affine import Affine
 from pyproj import CRS, Transformer
 from shapely.geometry import Polygon, box, mapping
-from shapely.ops import transform as shapely_transform
 
 __all__ = [
     "TRUTH_EPSG",
@@ -45,7 +44,9 @@ def _transformer(src: int, dst: int) -> Transformer:
 
 
 def _project(geometry: Polygon, src: int, dst: int) -> Polygon:
-    return shapely_transform(_transformer(src, dst).transform, geometry.segmentize(50.0))
+    projected = shapely.transform(geometry.segmentize(50.0), _transformer(src, dst).transform,
+                                  interleaved=False)
+    return projected  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)

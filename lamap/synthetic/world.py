@@ -129,7 +129,7 @@ class World:
 
     def truth(self) -> xr.Dataset:
         """Open the truth store lazily."""
-        return xr.open_zarr(self.truth_path)
+        return xr.open_zarr(self.truth_path, consolidated=False)
 
 
 def load_world(path: str | os.PathLike[str]) -> World:

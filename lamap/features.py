@@ -1,0 +1,741 @@
+"""Cubes to model inputs: the one definition shared by training and mapping.
+
+The fused model (MODEL.md) takes, for a date D with Sentinel-2 days t-2, t-1 before it:
+
+* ``s1`` ``(s1_channel=6, y, x)``: VV, VH in dB at t-2, t-1, D, each ``dB / 30 + 1``;
+* ``lai`` ``(lai_channel=2, y, x)``: SNAP LAI at t-2, t-1, divided by 5;
+* ``masks`` ``(step=2, mask_channel=6, y, x)``: for t-2 and t-1, ``valid`` (SCL in 2..6)
+  then one-hot SCL == 2, 3, 4, 5, 6;
+* ``season`` ``(season_channel=2)``: ``sin``, ``cos`` of 2π·doy(D)/365.25.
+
+With Sentinel-2 at D it also gives the training ``target`` (LAI/5 at D), its
+``target_mask`` (the loss mask) and ``observed_lai`` (m²/m², the map's "observed" source).
+Every parameter lives in :class:`FeatureSpec`, which goes into each checkpoint, so mapping
+cannot drift from training.
+
+Choices MODEL.md leaves open, and why:
+
+* **Model inputs never hold NaN.** A NaN reaching a convolution spreads over its whole
+  receptive field, so every nodata input is replaced by a fill value *after* normalisation.
+* **LAI inputs are clipped to** ``lai_clip`` = [0, 8] m²/m², the range of the products
+  (MODEL.md). SNAP's network goes slightly negative over soil and water and can overshoot
+  on odd reflectance; clipping keeps inputs, target and ``observed_lai`` on one scale, so the
+  model learns to reproduce the product it stands in for. :func:`lamap.lai.snap_lai` itself
+  stays unclipped (it must match the reference vectors).
+* **LAI where the pixel is not valid is the fill 0** (``lai_fill``, i.e. LAI 0 after scaling):
+  SNAP's LAI over clouds, shadows or snow is meaningless and its value depends on the cloud,
+  so a constant input lets the network rely on the ``valid`` mask, which says where the LAI
+  is real. ``mask_invalid_lai=False`` keeps the values as computed (as the authors' data did)
+  and fills only NaN.
+* **``valid`` also requires a finite LAI.** SCL is resampled with nearest neighbour and the
+  bands bilinearly, so at swath edges a pixel can have a valid class but NaN reflectance; it
+  is marked not valid, because its LAI input is the fill. The five one-hot channels are the
+  SCL classes exactly.
+* **S1 nodata is the fill 0 after normalisation** (``s1_fill``), i.e. −30 dB: about the
+  noise floor, what radar shows where nothing comes back (shadow, calm water), rather than
+  a typical vegetation value that would look like signal. MODEL.md has no S1 mask channel,
+  so the model layout stays 6 + 2 + 2×6 + 2; the dataset carries ``s1_valid`` (not a model
+  input) so a map can flag pixels estimated without full radar.
+* **The target is 0 where ``target_mask`` is 0**, so a masked loss never meets a NaN
+  (0 × NaN is NaN).
+
+All per-pixel functions work on NumPy, dask and xarray alike (lazily for the latter two);
+building features computes nothing. :func:`to_tensors` is where computing happens.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
+
+import numpy as np
+import xarray as xr
+
+from lamap.errors import InputError
+from lamap.lai import SNAP_BANDS, snap_lai
+
+if TYPE_CHECKING:
+    from lamap.cube import TileCubes
+
+__all__ = [
+    "DEFAULT_SPEC",
+    "FEATURES_VERSION",
+    "MODEL_INPUTS",
+    "SCL_CLASSES",
+    "SPEC_ATTR",
+    "TARGETS",
+    "DateLike",
+    "FeatureSpec",
+    "build_features",
+    "features_from_arrays",
+    "lai_channels",
+    "normalise_s1",
+    "observed_lai",
+    "s2_lai",
+    "scl_masks",
+    "season",
+    "target",
+    "to_tensors",
+    "valid_pixels",
+]
+
+#: Version of the feature definition; bump it whenever a feature changes meaning.
+FEATURES_VERSION = 1
+
+#: Sentinel-2 scene classification classes and the channel names used for them.
+SCL_CLASSES: dict[int, str] = {
+    0: "no_data",
+    1: "saturated",
+    2: "dark_area",
+    3: "cloud_shadow",
+    4: "vegetation",
+    5: "not_vegetated",
+    6: "water",
+    7: "unclassified",
+    8: "cloud_medium",
+    9: "cloud_high",
+    10: "thin_cirrus",
+    11: "snow",
+}
+
+#: Dataset attribute holding the spec as JSON.
+SPEC_ATTR = "lamap_feature_spec"
+
+#: Model inputs and their dimensions (trailing; leading batch dimensions are kept).
+MODEL_INPUTS: dict[str, tuple[str, ...]] = {
+    "s1": ("s1_channel", "y", "x"),
+    "lai": ("lai_channel", "y", "x"),
+    "masks": ("step", "mask_channel", "y", "x"),
+    "season": ("season_channel",),
+}
+#: Training targets, present when Sentinel-2 at D was given.
+TARGETS: dict[str, tuple[str, ...]] = {"target": ("y", "x"), "target_mask": ("y", "x")}
+
+PAST_STEPS = ("t-2", "t-1")
+S1_STEPS = ("t-2", "t-1", "t")
+S1_BANDS = ("vv", "vh")
+ANGLES = ("view_zenith", "sun_zenith", "relative_azimuth")
+
+DateLike: TypeAlias = dt.date | np.datetime64 | str
+ArrayT = TypeVar("ArrayT")
+
+
+# --------------------------------------------------------------------------- the spec
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Every parameter of the feature definition; stored in each checkpoint.
+
+    Parameters
+    ----------
+    lai_scale : float
+        LAI (m²/m²) is divided by this (MODEL.md: 5).
+    db_scale, db_offset : float
+        Backscatter becomes ``dB / db_scale + db_offset`` (MODEL.md: 30 and 1).
+    valid_classes : tuple of int
+        SCL classes where S2 is usable (``valid`` channel and loss mask; MODEL.md: 2..6).
+    onehot_classes : tuple of int
+        SCL classes with a one-hot channel each, after ``valid`` (MODEL.md: 2..6).
+    season_period_days : float
+        Period of the (sin, cos) day-of-year encoding.
+    lai_clip : tuple of float
+        ``(low, high)`` in m²/m²; LAI inputs, target and observed LAI are clipped to it.
+    lai_fill : float
+        Normalised LAI input where LAI is missing (or not valid, see ``mask_invalid_lai``).
+    s1_fill : float
+        Normalised S1 input where backscatter is missing (0 is −30 dB with the defaults).
+    mask_invalid_lai : bool
+        Replace LAI inputs by ``lai_fill`` wherever the pixel is not valid.
+    version : int
+        Version of the feature definition; only :data:`FEATURES_VERSION` is accepted.
+
+    Raises
+    ------
+    InputError
+        If a parameter is out of range; the message names it.
+    """
+
+    lai_scale: float = 5.0
+    db_scale: float = 30.0
+    db_offset: float = 1.0
+    valid_classes: tuple[int, ...] = (2, 3, 4, 5, 6)
+    onehot_classes: tuple[int, ...] = (2, 3, 4, 5, 6)
+    season_period_days: float = 365.25
+    lai_clip: tuple[float, float] = (0.0, 8.0)
+    lai_fill: float = 0.0
+    s1_fill: float = 0.0
+    mask_invalid_lai: bool = True
+    version: int = FEATURES_VERSION
+
+    def __post_init__(self) -> None:
+        """Validate and normalise (floats, tuples of int)."""
+        _check_version(self.version)
+        for name in ("lai_scale", "db_scale", "season_period_days"):
+            self._set(name, _positive(name, getattr(self, name)))
+        for name in ("db_offset", "lai_fill", "s1_fill"):
+            self._set(name, _finite(name, getattr(self, name)))
+        for name in ("valid_classes", "onehot_classes"):
+            self._set(name, _classes(name, getattr(self, name)))
+        self._set("lai_clip", _clip_range(self.lai_clip))
+        if not isinstance(self.mask_invalid_lai, bool):
+            raise InputError(
+                "feature spec mask_invalid_lai must be true or false, "
+                f"got {self.mask_invalid_lai!r}"
+            )
+
+    def _set(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+
+    @property
+    def s1_labels(self) -> tuple[str, ...]:
+        """Labels of the S1 channels: ``vv_t-2, vh_t-2, vv_t-1, vh_t-1, vv_t, vh_t``."""
+        return tuple(f"{band}_{step}" for step in S1_STEPS for band in S1_BANDS)
+
+    @property
+    def lai_labels(self) -> tuple[str, ...]:
+        """Labels of the LAI channels: ``lai_t-2, lai_t-1``."""
+        return tuple(f"lai_{step}" for step in PAST_STEPS)
+
+    @property
+    def mask_labels(self) -> tuple[str, ...]:
+        """Labels of one step's mask channels: ``valid`` then the one-hot classes."""
+        return ("valid", *(SCL_CLASSES[c] for c in self.onehot_classes))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (lists for tuples), for checkpoints and store attributes."""
+        data = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureSpec:
+        """Inverse of :meth:`to_dict`; strict, so a checkpoint cannot be misread.
+
+        Parameters
+        ----------
+        data : mapping
+            Every field of :class:`FeatureSpec`, as written by :meth:`to_dict`.
+
+        Returns
+        -------
+        FeatureSpec
+
+        Raises
+        ------
+        InputError
+            If ``data`` is not a mapping, has another version, unknown or missing keys, or
+            invalid values.
+        """
+        if not isinstance(data, Mapping):
+            raise InputError(f"a feature spec must be a mapping, got {type(data).__name__}")
+        _check_version(data.get("version"))
+        known = {f.name for f in fields(cls)}
+        unknown, missing = sorted(set(data) - known), sorted(known - set(data))
+        if unknown or missing:
+            raise InputError(
+                f"feature spec version {FEATURES_VERSION} has keys {sorted(known)}; got "
+                f"unknown {unknown} and missing {missing}: the spec was written by another "
+                "lamap, or edited by hand; use the lamap that wrote it or retrain the model"
+            )
+        return cls(**dict(data))
+
+
+def _check_version(version: object) -> None:
+    if version != FEATURES_VERSION or isinstance(version, bool):
+        raise InputError(
+            f"feature spec version {version!r} is not supported: this lamap reads version "
+            f"{FEATURES_VERSION}; use the lamap that wrote the checkpoint or retrain the model"
+        )
+
+
+def _finite(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise InputError(f"feature spec {name} must be a number, got {value!r}")
+    if not math.isfinite(float(value)):
+        raise InputError(f"feature spec {name} must be finite, got {value!r}")
+    return float(value)
+
+
+def _positive(name: str, value: object) -> float:
+    number = _finite(name, value)
+    if number <= 0:
+        raise InputError(f"feature spec {name} must be > 0, got {value!r}")
+    return number
+
+
+def _classes(name: str, value: object) -> tuple[int, ...]:
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise InputError(f"feature spec {name} must be a list of SCL classes, got {value!r}")
+    bad = [c for c in value
+           if isinstance(c, bool) or not isinstance(c, int) or c not in SCL_CLASSES]
+    if bad or not value or len(set(value)) != len(value):
+        raise InputError(
+            f"feature spec {name} must list distinct SCL classes from 0 to 11, got {list(value)}"
+        )
+    return tuple(int(c) for c in value)
+
+
+def _clip_range(value: object) -> tuple[float, float]:
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) != 2:
+        raise InputError(f"feature spec lai_clip must be (low, high) in m2/m2, got {value!r}")
+    low, high = _finite("lai_clip", value[0]), _finite("lai_clip", value[1])
+    if low >= high:
+        raise InputError(f"feature spec lai_clip must have low < high, got {list(value)}")
+    return low, high
+
+
+#: The paper's feature definition.
+DEFAULT_SPEC = FeatureSpec()
+
+
+# --------------------------------------------------------------------------- per-pixel functions
+
+
+def _where(cond: Any, yes: Any, no: Any) -> Any:
+    """``np.where`` for NumPy and dask, ``xr.where`` when an xarray object is involved."""
+    if any(isinstance(v, xr.DataArray) for v in (cond, yes, no)):
+        return xr.where(cond, yes, no, keep_attrs=True)
+    return np.where(cond, yes, no)
+
+
+def _stack(arrays: list[Any], dim: str, labels: Sequence[str]) -> Any:
+    """Stack along a new channel axis before the last two (y, x)."""
+    first = arrays[0]
+    if isinstance(first, xr.DataArray):
+        stacked = xr.concat(arrays, dim=dim).assign_coords({dim: list(labels)})
+        return stacked.transpose(*first.dims[:-2], dim, *first.dims[-2:])
+    return np.stack(arrays, axis=-3)
+
+
+def _in_classes(scl: Any, classes: Sequence[int]) -> Any:
+    result = scl == classes[0]
+    for value in classes[1:]:
+        result = result | (scl == value)
+    return result
+
+
+def normalise_s1(db: ArrayT, *, spec: FeatureSpec = DEFAULT_SPEC) -> ArrayT:
+    """Backscatter in dB to model input: ``dB / db_scale + db_offset``, nodata to ``s1_fill``.
+
+    Parameters
+    ----------
+    db : array-like
+        VV or VH in dB (any shape), NaN where missing. NumPy, dask or xarray.
+    spec : FeatureSpec
+        Feature parameters.
+
+    Returns
+    -------
+    array-like
+        float32, same shape and array type, no NaN.
+    """
+    value: Any = db
+    scaled = value / spec.db_scale + spec.db_offset
+    return cast(ArrayT, _where(np.isfinite(value), scaled, spec.s1_fill).astype(np.float32))
+
+
+def valid_pixels(scl: ArrayT, lai: Any = None, *, spec: FeatureSpec = DEFAULT_SPEC) -> ArrayT:
+    """Where Sentinel-2 is usable: SCL in ``valid_classes`` (and ``lai`` finite, if given).
+
+    Parameters
+    ----------
+    scl : array-like
+        Scene classification (any shape). NumPy, dask or xarray.
+    lai : array-like, optional
+        LAI of the same pixels; pixels where it is NaN are not valid.
+    spec : FeatureSpec
+        Feature parameters.
+
+    Returns
+    -------
+    array-like
+        Boolean, same shape and array type as ``scl``.
+    """
+    valid = _in_classes(scl, spec.valid_classes)
+    return cast(ArrayT, valid if lai is None else valid & np.isfinite(lai))
+
+
+def lai_channels(lai: ArrayT, scl: Any, *, spec: FeatureSpec = DEFAULT_SPEC) -> ArrayT:
+    """LAI (m²/m²) to model input: clipped to ``lai_clip``, divided by ``lai_scale``, filled.
+
+    Parameters
+    ----------
+    lai : array-like
+        SNAP LAI (any shape), NaN where missing. NumPy, dask or xarray.
+    scl : array-like
+        Scene classification of the same pixels.
+    spec : FeatureSpec
+        Feature parameters; with ``mask_invalid_lai`` every pixel that is not valid gets
+        ``lai_fill``, otherwise only NaN pixels.
+
+    Returns
+    -------
+    array-like
+        float32, same shape and array type, no NaN.
+    """
+    value: Any = lai
+    keep = valid_pixels(scl, value, spec=spec) if spec.mask_invalid_lai else np.isfinite(value)
+    low, high = spec.lai_clip
+    scaled = np.minimum(np.maximum(value, low), high) / spec.lai_scale
+    return cast(ArrayT, _where(keep, scaled, spec.lai_fill).astype(np.float32))
+
+
+def scl_masks(scl: ArrayT, lai: Any = None, *, spec: FeatureSpec = DEFAULT_SPEC) -> ArrayT:
+    """SCL to 0/1 mask channels: ``valid`` then one-hot ``onehot_classes``.
+
+    Parameters
+    ----------
+    scl : array-like
+        Scene classification ``(..., y, x)``. NumPy, dask or xarray.
+    lai : array-like, optional
+        LAI of the same pixels; the ``valid`` channel is 0 where it is NaN.
+    spec : FeatureSpec
+        Feature parameters.
+
+    Returns
+    -------
+    array-like
+        float32 ``(..., mask_channel, y, x)``; for xarray a ``mask_channel`` dimension
+        labelled with :attr:`FeatureSpec.mask_labels`.
+    """
+    channels = [valid_pixels(scl, lai, spec=spec)]
+    channels += [cast(Any, scl) == value for value in spec.onehot_classes]
+    stacked = _stack(channels, "mask_channel", spec.mask_labels)
+    return cast(ArrayT, stacked.astype(np.float32))
+
+
+def target(
+    lai: ArrayT, scl: Any, *, spec: FeatureSpec = DEFAULT_SPEC
+) -> tuple[ArrayT, ArrayT]:
+    """Training target and loss mask at D.
+
+    Parameters
+    ----------
+    lai : array-like
+        SNAP LAI at D (m²/m²), NaN where missing. NumPy, dask or xarray.
+    scl : array-like
+        Scene classification at D.
+    spec : FeatureSpec
+        Feature parameters.
+
+    Returns
+    -------
+    target : array-like
+        float32 clipped LAI / ``lai_scale`` where the mask is 1, 0 elsewhere (never NaN).
+    mask : array-like
+        float32 1 where the pixel is valid (SCL in ``valid_classes`` and LAI finite), else 0.
+    """
+    value: Any = lai
+    valid = valid_pixels(scl, value, spec=spec)
+    low, high = spec.lai_clip
+    scaled = np.minimum(np.maximum(value, low), high) / spec.lai_scale
+    result = _where(valid, scaled, 0.0).astype(np.float32)
+    return cast(ArrayT, result), cast(ArrayT, valid.astype(np.float32))
+
+
+def observed_lai(lai: ArrayT, scl: Any, *, spec: FeatureSpec = DEFAULT_SPEC) -> ArrayT:
+    """Observed LAI at D in m²/m², clipped to ``lai_clip``, NaN where not valid.
+
+    Parameters
+    ----------
+    lai : array-like
+        SNAP LAI at D (m²/m²). NumPy, dask or xarray.
+    scl : array-like
+        Scene classification at D.
+    spec : FeatureSpec
+        Feature parameters.
+
+    Returns
+    -------
+    array-like
+        float32, same shape and array type.
+    """
+    value: Any = lai
+    low, high = spec.lai_clip
+    clipped = np.minimum(np.maximum(value, low), high)
+    return cast(ArrayT, _where(valid_pixels(scl, value, spec=spec), clipped, np.nan)
+                .astype(np.float32))
+
+
+def season(date: DateLike, *, spec: FeatureSpec = DEFAULT_SPEC) -> np.ndarray:
+    """Season encoding of a date: ``[sin, cos]`` of 2π·doy / ``season_period_days``.
+
+    Parameters
+    ----------
+    date : datetime.date, numpy.datetime64 or str
+        The date D (day of year 1 is 1 January).
+    spec : FeatureSpec
+        Feature parameters.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, shape (2,).
+
+    Raises
+    ------
+    InputError
+        If ``date`` is not a date.
+    """
+    angle = 2.0 * math.pi * _as_date(date).timetuple().tm_yday / spec.season_period_days
+    return np.array([math.sin(angle), math.cos(angle)], dtype=np.float32)
+
+
+def _as_date(value: DateLike) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return cast(dt.date, np.datetime64(cast(Any, value), "D").astype(dt.date))
+    except (TypeError, ValueError) as err:
+        raise InputError(f"{value!r} is not a date; give e.g. '2024-06-15'") from err
+
+
+# --------------------------------------------------------------------------- cubes to a dataset
+
+
+def s2_lai(s2: xr.DataArray) -> xr.DataArray:
+    """SNAP LAI (m²/m², unclipped, lazy) of a reflectance cube from :mod:`lamap.cube`.
+
+    Parameters
+    ----------
+    s2 : xarray.DataArray
+        Reflectance with dimensions ``band``, ``y``, ``x`` (and optionally others, e.g.
+        ``time``), the 8 SNAP bands, and ``view_zenith``, ``sun_zenith``,
+        ``relative_azimuth`` coordinates in degrees (per time step or scalar).
+
+    Returns
+    -------
+    xarray.DataArray
+        float32 LAI without the ``band`` dimension, with only ``y``/``x`` coordinates.
+
+    Raises
+    ------
+    InputError
+        If a dimension, band or angle coordinate is missing.
+    """
+    missing = [name for name in ANGLES if name not in s2.coords]
+    if missing or "band" not in s2.dims:
+        raise InputError(
+            f"s2 needs a band dimension and coordinates {list(ANGLES)} in degrees (as "
+            f"lamap.cube.s2_cube sets them); got dims {s2.dims}, "
+            f"coords {sorted(map(str, s2.coords))}"
+        )
+    angles = [_strip(s2[name]) for name in ANGLES]
+    bands = _snap_bands(s2)
+    reflectance = _strip(bands).transpose(..., "band")
+    return cast(xr.DataArray, snap_lai(reflectance, *angles)).astype(np.float32)
+
+
+def _snap_bands(s2: xr.DataArray) -> xr.DataArray:
+    if "band" not in s2.coords:
+        if s2.sizes["band"] != len(SNAP_BANDS):
+            raise InputError(f"s2 has {s2.sizes['band']} bands, SNAP needs {list(SNAP_BANDS)}")
+        return s2
+    absent = sorted(set(SNAP_BANDS) - {str(b) for b in s2.indexes["band"]})
+    if absent:
+        raise InputError(f"s2 lacks bands {absent}: build the cube with lamap.cube.SNAP_BANDS")
+    return s2.sel(band=list(SNAP_BANDS))
+
+
+def _strip(arr: xr.DataArray) -> xr.DataArray:
+    """Drop every coordinate but ``y`` and ``x`` (inputs are matched by position in time)."""
+    return arr.drop_vars([name for name in arr.coords if name not in ("y", "x")])
+
+
+def _check(arr: xr.DataArray, what: str, dims: tuple[str, ...],
+           sizes: Mapping[str, int]) -> xr.DataArray:
+    """Check dimensions and sizes; return ``arr`` with its dims in order."""
+    if set(arr.dims) != set(dims):
+        raise InputError(f"{what} must have dims {dims}, got {arr.dims}")
+    if any(arr.sizes[d] != n for d, n in sizes.items()):
+        raise InputError(f"{what} must have sizes {dict(sizes)}, got {dict(arr.sizes)}")
+    return arr.transpose(*dims)
+
+
+def _plain(arr: xr.DataArray, what: str, dims: tuple[str, ...],
+           sizes: Mapping[str, int]) -> xr.DataArray:
+    """:func:`_check`, then strip every coordinate but y/x."""
+    return _strip(_check(arr, what, dims, sizes))
+
+
+def _now(arr: xr.DataArray) -> xr.DataArray:
+    """Drop a ``time`` dimension of length 1 (S2 at D)."""
+    if "time" not in arr.dims:
+        return arr
+    if arr.sizes["time"] != 1:
+        raise InputError(f"S2 at D must have one time step, got {arr.sizes['time']}")
+    return arr.isel(time=0)
+
+
+def _s1_bands(s1: xr.DataArray) -> xr.DataArray:
+    if "band" in s1.coords and set(S1_BANDS) <= {str(b) for b in s1.indexes["band"]}:
+        return s1.sel(band=list(S1_BANDS))
+    return s1
+
+
+def _check_pixels(arrays: Mapping[str, xr.DataArray]) -> None:
+    """All inputs cover the same pixels (same size, and same y/x where labelled)."""
+    (first, ref), *others = arrays.items()
+    for name, arr in others:
+        same = arr.sizes["y"] == ref.sizes["y"] and arr.sizes["x"] == ref.sizes["x"]
+        for dim in ("y", "x"):
+            if same and dim in arr.indexes and dim in ref.indexes:
+                same = arr.indexes[dim].equals(ref.indexes[dim])
+        if not same:
+            raise InputError(
+                f"{name} and {first} cover different pixels ({arr.sizes['y']}x"
+                f"{arr.sizes['x']} vs {ref.sizes['y']}x{ref.sizes['x']} or other y/x "
+                "coordinates): build all cubes on one lamap.cube.CubeWindow"
+            )
+
+
+def _flatten(arr: xr.DataArray, dim: str, labels: Sequence[str]) -> xr.DataArray:
+    """Merge the leading dimensions of ``(..., y, x)`` into one labelled channel dim."""
+    data = arr.data.reshape((len(labels), *arr.shape[-2:]))
+    coords = {name: arr.indexes[name] for name in ("y", "x") if name in arr.indexes}
+    return xr.DataArray(data, dims=(dim, "y", "x"), coords={dim: list(labels), **coords})
+
+
+def features_from_arrays(
+    s2: xr.DataArray,
+    scl: xr.DataArray,
+    s1: xr.DataArray,
+    date: DateLike,
+    s2_now: xr.DataArray | None = None,
+    scl_now: xr.DataArray | None = None,
+    *,
+    spec: FeatureSpec = DEFAULT_SPEC,
+) -> xr.Dataset:
+    """Model inputs (and targets) from the cubes of one tile and date, lazily.
+
+    Parameters
+    ----------
+    s2 : xarray.DataArray
+        Reflectance ``(time=2, band, y, x)`` at t-2, t-1 with angle coordinates
+        (see :func:`s2_lai`).
+    scl : xarray.DataArray
+        SCL ``(time=2, y, x)`` at t-2, t-1.
+    s1 : xarray.DataArray
+        Backscatter in dB ``(time=3, band=[vv, vh], y, x)`` at t-2, t-1, D.
+    date : datetime.date, numpy.datetime64 or str
+        The date D.
+    s2_now, scl_now : xarray.DataArray, optional
+        Reflectance and SCL at D (``time`` of length 1, or no ``time``); both or neither.
+    spec : FeatureSpec
+        Feature parameters.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``s1``, ``lai``, ``masks``, ``season`` (see :data:`MODEL_INPUTS`) and ``s1_valid``
+        ``(y, x)`` (1 where all six S1 inputs exist); with S2 at D also ``target``,
+        ``target_mask`` and ``observed_lai``. Attributes: the spec as JSON under
+        :data:`SPEC_ATTR`, and ``date``. Nothing is computed.
+
+    Raises
+    ------
+    InputError
+        If an input has the wrong dimensions or sizes, or the inputs cover different pixels.
+    """
+    if (s2_now is None) != (scl_now is None):
+        raise InputError("give both s2_now and scl_now (S2 at D), or neither")
+    day = _as_date(date)
+    s2_dims = ("time", "band", "y", "x")
+    lai_past = s2_lai(_check(s2, "s2", s2_dims, {"time": 2}))
+    scl_past = _plain(scl, "scl", ("time", "y", "x"), {"time": 2})
+    s1_db = _plain(_s1_bands(s1), "s1", s2_dims, {"time": 3, "band": 2})
+    _check_pixels({"s2": lai_past, "scl": scl_past, "s1": s1_db})
+    variables = _input_variables(lai_past, scl_past, s1_db, day, spec)
+    if s2_now is not None and scl_now is not None:
+        variables |= _now_variables(s2_now, scl_now, lai_past, spec)
+    attrs = {SPEC_ATTR: json.dumps(spec.to_dict()), "date": day.isoformat()}
+    return xr.Dataset(variables, attrs=attrs)
+
+
+def _input_variables(lai: xr.DataArray, scl: xr.DataArray, s1: xr.DataArray, day: dt.date,
+                     spec: FeatureSpec) -> dict[str, xr.DataArray]:
+    masks = scl_masks(scl, lai, spec=spec).rename(time="step")
+    finite = cast(xr.DataArray, np.isfinite(s1))
+    s1_valid = finite.all(dim=("time", "band")).astype(np.float32)
+    return {
+        "s1": _flatten(normalise_s1(s1, spec=spec), "s1_channel", spec.s1_labels),
+        "lai": _flatten(lai_channels(lai, scl, spec=spec), "lai_channel", spec.lai_labels),
+        "masks": masks.assign_coords(step=list(PAST_STEPS)),
+        "season": xr.DataArray(season(day, spec=spec), dims="season_channel",
+                               coords={"season_channel": ["sin", "cos"]}),
+        "s1_valid": s1_valid,
+    }
+
+
+def _now_variables(s2_now: xr.DataArray, scl_now: xr.DataArray, ref: xr.DataArray,
+                   spec: FeatureSpec) -> dict[str, xr.DataArray]:
+    lai = s2_lai(_check(_now(s2_now), "s2_now", ("band", "y", "x"), {}))
+    scl = _plain(_now(scl_now), "scl_now", ("y", "x"), {})
+    _check_pixels({"s2": ref, "s2_now": lai, "scl_now": scl})
+    goal, mask = target(lai, scl, spec=spec)
+    return {"target": goal, "target_mask": mask, "observed_lai": observed_lai(lai, scl, spec=spec)}
+
+
+def build_features(cubes: TileCubes, spec: FeatureSpec = DEFAULT_SPEC) -> xr.Dataset:
+    """Model inputs (and targets) of one tile and date, lazily: the entry point.
+
+    Parameters
+    ----------
+    cubes : lamap.cube.TileCubes
+        The tile's cubes (``s2``, ``scl``, ``s1``, optional ``s2_now``/``scl_now``, ``date``).
+    spec : FeatureSpec
+        Feature parameters (from the checkpoint when mapping).
+
+    Returns
+    -------
+    xarray.Dataset
+        As :func:`features_from_arrays`.
+    """
+    return features_from_arrays(cubes.s2, cubes.scl, cubes.s1, cubes.date,
+                                cubes.s2_now, cubes.scl_now, spec=spec)
+
+
+# --------------------------------------------------------------------------- to arrays
+
+
+def to_tensors(ds: xr.Dataset) -> dict[str, np.ndarray]:
+    """Compute a features dataset into model-ready float32 NumPy arrays (one compute).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        From :func:`build_features` (possibly a block or patch of it, or with leading batch
+        dimensions).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``s1 (..., 6, H, W)``, ``lai (..., 2, H, W)``, ``masks (..., 2, 6, H, W)``,
+        ``season (..., 2)``, and ``target``/``target_mask (..., H, W)`` when present;
+        C-contiguous float32.
+
+    Raises
+    ------
+    InputError
+        If a model input is missing or holds NaN.
+    """
+    missing = [name for name in MODEL_INPUTS if name not in ds.data_vars]
+    if missing:
+        raise InputError(f"features lack {missing}: build them with lamap.features.build_features")
+    dims = MODEL_INPUTS | {k: v for k, v in TARGETS.items() if k in ds.data_vars}
+    computed = ds[list(dims)].compute()
+    arrays = {name: _array(computed[name], order) for name, order in dims.items()}
+    bad = [name for name, arr in arrays.items() if not np.isfinite(arr).all()]
+    if bad:
+        raise InputError(f"features {bad} hold NaN or inf: they were not made by build_features")
+    return arrays
+
+
+def _array(arr: xr.DataArray, order: tuple[str, ...]) -> np.ndarray:
+    return np.ascontiguousarray(arr.transpose(..., *order).values, dtype=np.float32)
