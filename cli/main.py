@@ -40,8 +40,8 @@ def demo(
     out: Annotated[Path, typer.Option(help="Directory to write the world into.")],
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 0,
     size: Annotated[
-        int, typer.Option(help="Edge of the world in 10-m pixels (multiple of 4).",
-                          parser=parse_size)
+        int,
+        typer.Option(help="Edge of the world in 10-m pixels (multiple of 4).", parser=parse_size),
     ] = 2048,
     days: Annotated[int, typer.Option(help="Length of the time series in days.")] = 120,
     start: Annotated[
@@ -103,8 +103,9 @@ class _progress:  # noqa: N801 - used as a context manager, reads like a functio
     def __enter__(self) -> _Step:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(desc=self.description, unit="step", file=sys.stderr,
-                        disable=None, leave=False)
+        self.bar = tqdm(
+            desc=self.description, unit="step", file=sys.stderr, disable=None, leave=False
+        )
         return _Step(self.bar)
 
     def __exit__(self, *exc: object) -> None:

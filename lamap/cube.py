@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import stackstac
@@ -66,7 +66,7 @@ class CubeWindow:
 
     @classmethod
     def for_tile(cls, tile: Tile, halo: int = 0) -> CubeWindow:
-        """The window of ``tile`` grown by ``halo`` pixels on every side."""
+        """Cover ``tile`` grown by ``halo`` pixels on every side."""
         if halo < 0:
             raise InputError(f"halo must be >= 0 pixels, got {halo}")
         return cls(tile.grid, tile.with_halo(halo) if halo else tile.window)
@@ -135,8 +135,12 @@ def _stack(
     return cube.assign_coords(where.coords())
 
 
-def _mosaic_by(cube: xr.DataArray, groups: Sequence[Sequence[str]], labels: Sequence[object],
-               nodata: float | int) -> xr.DataArray:
+def _mosaic_by(
+    cube: xr.DataArray,
+    groups: Sequence[Sequence[str]],
+    labels: Sequence[object],
+    nodata: float | int,
+) -> xr.DataArray:
     """Mosaic the items of each group (first valid pixel, in group order) into one step."""
     ids = list(cube["id"].values)
     steps: list[xr.DataArray] = []
@@ -150,7 +154,9 @@ def _mosaic_by(cube: xr.DataArray, groups: Sequence[Sequence[str]], labels: Sequ
     )
 
 
-def _step_coord(scenes: Sequence[S2Scene], groups: Sequence[Sequence[str]], attr: str) -> list[float]:
+def _step_coord(
+    scenes: Sequence[S2Scene], groups: Sequence[Sequence[str]], attr: str
+) -> list[float]:
     by_id = {s.id: s for s in scenes}
     return [float(np.mean([getattr(by_id[i], attr) for i in g])) for g in groups]
 
@@ -187,8 +193,9 @@ def s2_cube(
     """
     used = _scenes_of(scenes, [d.item_ids for d in days])
     items = [s.stac_item(signer=signer) for s in used]
-    dn = _stack(items, bands, where, dtype="float32", fill_value=np.nan,
-                resampling=Resampling.bilinear)
+    dn = _stack(
+        items, bands, where, dtype="float32", fill_value=np.nan, resampling=Resampling.bilinear
+    )
     offsets = xr.DataArray([s.boa_offset for s in used], dims="time")
     reflectance = ((dn + offsets) / 10000.0).astype(np.float32)
     groups = [d.item_ids for d in days]
@@ -210,8 +217,9 @@ def scl_cube(
     """
     used = _scenes_of(scenes, [d.item_ids for d in days])
     items = [s.stac_item(signer=signer) for s in used]
-    scl = _stack(items, ["SCL"], where, dtype="uint8", fill_value=0,
-                 resampling=Resampling.nearest).isel(band=0, drop=True)
+    scl = _stack(
+        items, ["SCL"], where, dtype="uint8", fill_value=0, resampling=Resampling.nearest
+    ).isel(band=0, drop=True)
     mosaic = _mosaic_by(scl, [d.item_ids for d in days], [d.day for d in days], 0)
     return mosaic.rename("scl")
 
@@ -244,8 +252,14 @@ def s1_cube(
     groups = [p.item_ids for p in passes]
     used = _scenes_of(scenes, groups)
     items = [s.stac_item(signer=signer) for s in used]
-    gamma0 = _stack(items, ["vv", "vh"], where, dtype="float32", fill_value=np.nan,
-                    resampling=Resampling.bilinear)
+    gamma0 = _stack(
+        items,
+        ["vv", "vh"],
+        where,
+        dtype="float32",
+        fill_value=np.nan,
+        resampling=Resampling.bilinear,
+    )
     positive: xr.DataArray = gamma0.where(gamma0 > 0)
     db = xr.DataArray(10.0 * np.log10(positive)).astype(np.float32)
     mosaic = _mosaic_by(db, groups, [p.datetime.replace(tzinfo=None) for p in passes], np.nan)
@@ -324,15 +338,16 @@ def tile_cubes(
     TileCubes
     """
     past = [steps.t2, steps.t1]
-    now: list[S2Day] = [steps.observed] if (with_observed and steps.observed) else []
-    kind: Literal["past", "now"]
-    cubes: dict[str, xr.DataArray | None] = {"s2_now": None, "scl_now": None}
-    for kind, days in (("past", past), ("now", now)):
-        if not days:
-            continue
-        suffix = "" if kind == "past" else "_now"
-        cubes["s2" + suffix] = s2_cube(s2_scenes, days, where, signer=signer)
-        cubes["scl" + suffix] = scl_cube(s2_scenes, days, where, signer=signer)
-    s1 = s1_cube(s1_scenes, steps.s1, where, signer=signer)
-    return TileCubes(steps, where, cubes["s2"], cubes["scl"], s1,  # type: ignore[arg-type]
-                     cubes["s2_now"], cubes["scl_now"])
+    s2_now = scl_now = None
+    if with_observed and steps.observed is not None:
+        s2_now = s2_cube(s2_scenes, [steps.observed], where, signer=signer)
+        scl_now = scl_cube(s2_scenes, [steps.observed], where, signer=signer)
+    return TileCubes(
+        steps=steps,
+        where=where,
+        s2=s2_cube(s2_scenes, past, where, signer=signer),
+        scl=scl_cube(s2_scenes, past, where, signer=signer),
+        s1=s1_cube(s1_scenes, steps.s1, where, signer=signer),
+        s2_now=s2_now,
+        scl_now=scl_now,
+    )

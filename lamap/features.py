@@ -502,6 +502,8 @@ def _as_date(value: DateLike) -> dt.date:
 def s2_lai(s2: xr.DataArray) -> xr.DataArray:
     """SNAP LAI (m²/m², unclipped, lazy) of a reflectance cube from :mod:`lamap.cube`.
 
+    One task per block (the network runs on each NumPy block), not one per operation.
+
     Parameters
     ----------
     s2 : xarray.DataArray
@@ -527,9 +529,19 @@ def s2_lai(s2: xr.DataArray) -> xr.DataArray:
             f"coords {sorted(map(str, s2.coords))}"
         )
     angles = [_strip(s2[name]) for name in ANGLES]
-    bands = _snap_bands(s2)
-    reflectance = _strip(bands).transpose(..., "band")
-    return cast(xr.DataArray, snap_lai(reflectance, *angles)).astype(np.float32)
+    lai = xr.apply_ufunc(
+        _snap_lai_f32, _strip(_snap_bands(s2)), *angles,
+        input_core_dims=[["band"], [], [], []],
+        dask="parallelized", output_dtypes=[np.float32],
+        dask_gufunc_kwargs={"allow_rechunk": True},
+    )
+    return cast(xr.DataArray, lai)
+
+
+def _snap_lai_f32(reflectance: np.ndarray, view: np.ndarray, sun: np.ndarray,
+                  azimuth: np.ndarray) -> np.ndarray:
+    """One block of :func:`s2_lai`: NumPy in (band last), float32 out."""
+    return np.asarray(snap_lai(reflectance, view, sun, azimuth), dtype=np.float32)
 
 
 def _snap_bands(s2: xr.DataArray) -> xr.DataArray:

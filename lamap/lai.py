@@ -78,8 +78,8 @@ def snap_network() -> SnapNetwork:
     return SnapNetwork.from_dict(json.loads(text))
 
 
-def _normalise(value: ArrayT, low: float, high: float) -> ArrayT:
-    return 2.0 * (value - low) / (high - low) - 1.0  # type: ignore[operator]
+def _normalise(value: Any, low: float, high: float) -> Any:
+    return 2.0 * (value - low) / (high - low) - 1.0
 
 
 def snap_lai(

@@ -12,7 +12,14 @@ import pytest
 import rasterio
 from rasterio.warp import Resampling, reproject
 
-from lamap.catalog import EARTH_SEARCH, PLANETARY_COMPUTER, S2Scene, open_catalog, parse_items, search
+from lamap.catalog import (
+    EARTH_SEARCH,
+    PLANETARY_COMPUTER,
+    S2Scene,
+    open_catalog,
+    parse_items,
+    search,
+)
 from lamap.cube import SNAP_BANDS, CubeWindow, s1_cube, s2_cube, scl_cube, tile_cubes
 from lamap.grid import Grid, get_grid
 from lamap.plan import TimeSteps, plan_time_steps, s2_days
@@ -76,8 +83,9 @@ def test_pc_baseline_05_offset_and_partial_orbit() -> None:
 
 
 def test_earth_search_duplicates_and_offsets() -> None:
-    page = json.loads((FIXTURES / "search-pages/es-v1-search-sentinel-2-l2a-13SDV-2020-05-01.json")
-                      .read_text())["features"]
+    page = json.loads(
+        (FIXTURES / "search-pages/es-v1-search-sentinel-2-l2a-13SDV-2020-05-01.json").read_text()
+    )["features"]
     s2, _, duplicates, _ = parse_items(page, EARTH_SEARCH, sentinel1=False)
     assert len(s2) == 1 and len(duplicates) == 1
     assert s2[0].id == "S2B_13SDV_20200501_1_L2A" and s2[0].boa_offset == 0
@@ -116,8 +124,7 @@ def tiny_search(tiny_world: World, tiny_api):  # type: ignore[no-untyped-def]
 
 
 def _steps(tiny_world: World, tiny_search, date: dt.date) -> TimeSteps:  # type: ignore[no-untyped-def]
-    steps = plan_time_steps(tiny_search.s2, tiny_search.s1, date, tiny_world.bbox,
-                            min_coverage=0.0)
+    steps = plan_time_steps(tiny_search.s2, tiny_search.s1, date, tiny_world.bbox, min_coverage=0.0)
     assert isinstance(steps, TimeSteps), steps
     return steps
 
@@ -126,9 +133,17 @@ def _warp(href: str, where: CubeWindow, nodata: float, resampling: Resampling) -
     with rasterio.open(href) as src:
         data = src.read(1).astype(np.float32)
         out = np.full(where.window.shape, np.nan, dtype=np.float32)
-        reproject(data, out, src_transform=src.transform, src_crs=src.crs, src_nodata=nodata,
-                  dst_transform=where.grid.window_transform(where.window),
-                  dst_crs=where.grid.crs, dst_nodata=np.nan, resampling=resampling)
+        reproject(
+            data,
+            out,
+            src_transform=src.transform,
+            src_crs=src.crs,
+            src_nodata=nodata,
+            dst_transform=where.grid.window_transform(where.window),
+            dst_crs=where.grid.crs,
+            dst_nodata=np.nan,
+            resampling=resampling,
+        )
     return out
 
 
@@ -137,8 +152,9 @@ def test_tile_cubes_build_without_compute(tiny_world: World, tiny_search) -> Non
     grid = get_grid("europe")
     tile = grid.tiles_for_bbox(tiny_world.bbox)[0]
     with raise_if_dask_computes():
-        cubes = tile_cubes(steps, tiny_search.s2, tiny_search.s1,
-                           CubeWindow.for_tile(tile, halo=48))
+        cubes = tile_cubes(
+            steps, tiny_search.s2, tiny_search.s1, CubeWindow.for_tile(tile, halo=48)
+        )
     assert cubes.s2.shape[-2:] == (grid.tile + 96, grid.tile + 96)
     assert cubes.s1.sizes["time"] == 3 and cubes.scl.sizes["time"] == 2
     assert cubes.s2_now is not None, "2024-04-23 is an S2 day: observed cube expected"
@@ -186,7 +202,9 @@ def test_cross_zone_cube_matches_warped_cogs(tiny_world: World, tiny_search) -> 
     assert set(np.unique(scl)) <= set(range(12))
 
 
-def test_a_block_reads_only_the_cogs_it_overlaps(tiny_world: World, tiny_search, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_block_reads_only_the_cogs_it_overlaps(
+    tiny_world: World, tiny_search, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     """Make zone 31's COGs unreadable: blocks east of its footprint still compute."""
     steps = _steps(tiny_world, tiny_search, dt.date(2024, 4, 24))
     west, south, east, north = tiny_world.bbox

@@ -36,8 +36,9 @@ def test_reference_vectors(vectors: dict[str, np.ndarray]) -> None:
 
 def test_each_vector_alone(vectors: dict[str, np.ndarray]) -> None:
     for i in range(0, 64, 7):
-        value = snap_lai(vectors["reflectance"][i], vectors["view"][i], vectors["sun"][i],
-                         vectors["azimuth"][i])
+        value = snap_lai(
+            vectors["reflectance"][i], vectors["view"][i], vectors["sun"][i], vectors["azimuth"][i]
+        )
         assert abs(float(value) - vectors["lai"][i]) < 1e-6
 
 

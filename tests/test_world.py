@@ -38,9 +38,17 @@ def _on_truth_grid(world: World, href: str, nodata: float) -> np.ndarray:
     grid = world.meta["truth_grid"]
     data, transform, crs = _read(href)
     out = np.full(grid["shape"], np.nan, dtype=np.float32)
-    reproject(data.astype(np.float32), out, src_transform=transform, src_crs=crs,
-              src_nodata=nodata, dst_transform=rasterio.Affine(*grid["transform"]),
-              dst_crs="EPSG:3035", dst_nodata=np.nan, resampling=Resampling.nearest)
+    reproject(
+        data.astype(np.float32),
+        out,
+        src_transform=transform,
+        src_crs=crs,
+        src_nodata=nodata,
+        dst_transform=rasterio.Affine(*grid["transform"]),
+        dst_crs="EPSG:3035",
+        dst_nodata=np.nan,
+        resampling=Resampling.nearest,
+    )
     return out
 
 
@@ -96,7 +104,9 @@ def test_dn_scaling_and_nodata(tiny_world: World) -> None:
     assert valid.min() >= 1000 - 1, "baseline 04.00+ DN carry the +1000 offset"
     with rasterio.open(item["assets"]["B05"]["href"]) as src:
         assert src.res == (20.0, 20.0) and src.nodata == 0
-        assert src.block_shapes[0] == (256, 256) and src.overviews(1), "COGs must be tiled with overviews"
+        assert src.block_shapes[0] == (256, 256) and src.overviews(1), (
+            "COGs must be tiled with overviews"
+        )
 
 
 def test_swath_edge_leaves_nodata(tiny_world: World) -> None:
@@ -126,12 +136,17 @@ def test_observed_snap_lai_on_clear_pixels(tiny_world: World) -> None:
     from lamap.lai import snap_lai
 
     truth = tiny_world.truth()
-    item = next(it for it in _s2_items(tiny_world) if it["properties"]["eo:cloud_cover"] < 30
-                and it["properties"]["sat:relative_orbit"] == 8)
+    item = next(
+        it
+        for it in _s2_items(tiny_world)
+        if it["properties"]["eo:cloud_cover"] < 30 and it["properties"]["sat:relative_orbit"] == 8
+    )
     day = np.datetime64(item["properties"]["datetime"][:10])
     bands = ["B03", "B04", "B05", "B06", "B07", "B8A", "B11", "B12"]
-    refl = np.stack([(_on_truth_grid(tiny_world, item["assets"][b]["href"], 0) - 1000) / 1e4
-                     for b in bands], axis=-1)
+    refl = np.stack(
+        [(_on_truth_grid(tiny_world, item["assets"][b]["href"], 0) - 1000) / 1e4 for b in bands],
+        axis=-1,
+    )
     scl = _on_truth_grid(tiny_world, item["assets"]["SCL"]["href"], 0)
     sun = item["properties"]["s2:mean_solar_zenith"]
     lai_hat = snap_lai(refl, 5.8, sun, 90.0)
@@ -176,8 +191,8 @@ def _cloud_toward(cloud: np.ndarray, azimuth: float, reach: int) -> np.ndarray:
     rows, cols = cloud.shape
     for k in range(1, reach + 1):
         dr, dc = round(k * step_r), round(k * step_c)
-        src = cloud[max(dr, 0):rows + min(dr, 0), max(dc, 0):cols + min(dc, 0)]
-        found[max(-dr, 0):rows + min(-dr, 0), max(-dc, 0):cols + min(-dc, 0)] |= src
+        src = cloud[max(dr, 0) : rows + min(dr, 0), max(dc, 0) : cols + min(dc, 0)]
+        found[max(-dr, 0) : rows + min(-dr, 0), max(-dc, 0) : cols + min(-dc, 0)] |= src
     return found
 
 
@@ -188,8 +203,10 @@ def test_shadows_lie_on_the_anti_sun_side(cloudy_world: World) -> None:
     from clouds outside the frame than on a product's 20-m SCL.
     """
     truth = cloudy_world.truth()
-    sun_azimuth = {it["properties"]["datetime"][:10]: it["properties"]["s2:mean_solar_azimuth"]
-                   for it in _s2_items(cloudy_world)}
+    sun_azimuth = {
+        it["properties"]["datetime"][:10]: it["properties"]["s2:mean_solar_azimuth"]
+        for it in _s2_items(cloudy_world)
+    }
     checked = 0
     for day in truth.time.values:
         flags = truth["cloud"].sel(time=day).values
@@ -197,8 +214,10 @@ def test_shadows_lie_on_the_anti_sun_side(cloudy_world: World) -> None:
         if shadow.sum() < 500:
             continue
         sun = sun_azimuth[str(day)[:10]]
-        hits = {turn: float(_cloud_toward(cloud, sun + turn, reach=250)[shadow].mean())
-                for turn in range(0, 360, 30)}
+        hits = {
+            turn: float(_cloud_toward(cloud, sun + turn, reach=250)[shadow].mean())
+            for turn in range(0, 360, 30)
+        }
         assert max(hits, key=hits.__getitem__) in (0, 30, 330), (str(day), hits)
         assert hits[0] > 0.75 and hits[180] < hits[0] - 0.3, (str(day), hits)
         checked += 1
@@ -211,8 +230,9 @@ def test_items_validate_against_stac_schemas(tiny_world: World) -> None:
 
 
 def test_items_look_like_planetary_computer(tiny_world: World, shared: Path) -> None:
-    pc = json.loads((shared / "fixtures/stac/pc-sentinel-2-l2a-13TDE-2024-08-23-to-25.json")
-                    .read_text())["features"][0]
+    pc = json.loads(
+        (shared / "fixtures/stac/pc-sentinel-2-l2a-13TDE-2024-08-23-to-25.json").read_text()
+    )["features"][0]
     ours = _s2_items(tiny_world)[0]
     for band in ("B03", "B04", "B05", "B8A", "B11", "B12", "SCL"):
         assert set(pc["assets"][band]) <= set(ours["assets"][band]) | {"href"}
@@ -221,7 +241,8 @@ def test_items_look_like_planetary_computer(tiny_world: World, shared: Path) -> 
         ours["properties"]
     )
     assert missing - set(ours["properties"]) <= {
-        "s2:degraded_msi_data_percentage", "s2:saturated_defective_pixel_percentage"
+        "s2:degraded_msi_data_percentage",
+        "s2:saturated_defective_pixel_percentage",
     }
     s1 = next(it for it in _items(tiny_world) if it["collection"] == "sentinel-1-rtc")
     assert " " in s1["properties"]["start_datetime"]
@@ -231,9 +252,16 @@ def test_items_look_like_planetary_computer(tiny_world: World, shared: Path) -> 
 
 def test_stackstac_builds_a_cube(tiny_world: World) -> None:
     items = _s2_items(tiny_world)
-    cube = stackstac.stack(items, assets=["B04", "B8A", "SCL"], epsg=3035, resolution=10,
-                           bounds_latlon=tiny_world.bbox, dtype="float32",
-                           fill_value=np.float32(np.nan), rescale=False)
+    cube = stackstac.stack(
+        items,
+        assets=["B04", "B8A", "SCL"],
+        epsg=3035,
+        resolution=10,
+        bounds_latlon=tiny_world.bbox,
+        dtype="float32",
+        fill_value=np.float32(np.nan),
+        rescale=False,
+    )
     assert cube.sizes["time"] == len(items) and cube.sizes["band"] == 3
     one = cube.sel(band="B04").isel(time=0).compute()
     assert np.isfinite(one.values).mean() > 0.3
@@ -260,11 +288,14 @@ def test_api_search_matches_direct_filter(
         "corner": (west, south, west + 0.002, south + 0.002),
     }
     client = pystac_client.Client.open(tiny_api.url)
-    search = client.search(bbox=boxes[bbox], datetime=interval, collections=collections,
-                           limit=7)
+    search = client.search(bbox=boxes[bbox], datetime=interval, collections=collections, limit=7)
     found = sorted(it["id"] for it in search.items_as_dicts())
-    expected = sorted(it["id"] for it in filter_items(
-        _items(tiny_world), bbox=boxes[bbox], datetime_range=interval, collections=collections))
+    expected = sorted(
+        it["id"]
+        for it in filter_items(
+            _items(tiny_world), bbox=boxes[bbox], datetime_range=interval, collections=collections
+        )
+    )
     assert found == expected
     assert found, "the search should find something"
 

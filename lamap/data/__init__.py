@@ -1,0 +1,1 @@
+"""Data files shipped with lamap (SNAP coefficients, demo weights)."""

@@ -182,13 +182,15 @@ def cloud_scene(
     InputError
         If an argument is out of its range.
     """
-    _check_scene_args(shape, cover_fraction, sun_zenith, resolution, cloud_height_m,
-                      cirrus_probability)
+    _check_scene_args(
+        shape, cover_fraction, sun_zenith, resolution, cloud_height_m, cirrus_probability
+    )
     shape = (int(shape[0]), int(shape[1]))
     if cover_fraction == 0:
         zeros = np.zeros(shape, dtype=np.float32)
-        return CloudScene(zeros, zeros.copy(), np.zeros(shape, dtype=bool),
-                          float(sun_zenith), float(sun_azimuth))
+        return CloudScene(
+            zeros, zeros.copy(), np.zeros(shape, dtype=bool), float(sun_zenith), float(sun_azimuth)
+        )
     offsets = _shadow_offsets(sun_zenith, sun_azimuth, cloud_height_m, resolution)
     top, bottom, left, right = _padding(offsets)
     padded = (shape[0] + top + bottom, shape[1] + left + right)
@@ -199,8 +201,9 @@ def cloud_scene(
     opacity = np.ascontiguousarray(opacity[frame])
     shadow &= opacity < CLOUD_MEDIUM_THRESHOLD
     cirrus = _cirrus(shape, rng, resolution, cirrus_probability)
-    return CloudScene(opacity, cirrus, np.ascontiguousarray(shadow), float(sun_zenith),
-                      float(sun_azimuth))
+    return CloudScene(
+        opacity, cirrus, np.ascontiguousarray(shadow), float(sun_zenith), float(sun_azimuth)
+    )
 
 
 def _check_scene_args(
@@ -215,14 +218,20 @@ def _check_scene_args(
         raise InputError(f"a grid shape must be two positive integers (rows, cols), got {shape}.")
     checks = [
         (0.0 <= cover_fraction <= 1.0, f"cover_fraction must be in [0, 1], got {cover_fraction}"),
-        (0.0 <= sun_zenith <= _MAX_SUN_ZENITH,
-         f"sun_zenith must be in [0, {_MAX_SUN_ZENITH:g}] degrees, got {sun_zenith}"),
+        (
+            0.0 <= sun_zenith <= _MAX_SUN_ZENITH,
+            f"sun_zenith must be in [0, {_MAX_SUN_ZENITH:g}] degrees, got {sun_zenith}",
+        ),
         (resolution > 0, f"resolution must be a positive number of metres, got {resolution}"),
-        (len(cloud_height_m) == 2 and 0 <= cloud_height_m[0] <= cloud_height_m[1] <= 15000,
-         f"cloud_height_m must be (low, high) metres with 0 <= low <= high <= 15000, "
-         f"got {cloud_height_m}"),
-        (0.0 <= cirrus_probability <= 1.0,
-         f"cirrus_probability must be in [0, 1], got {cirrus_probability}"),
+        (
+            len(cloud_height_m) == 2 and 0 <= cloud_height_m[0] <= cloud_height_m[1] <= 15000,
+            f"cloud_height_m must be (low, high) metres with 0 <= low <= high <= 15000, "
+            f"got {cloud_height_m}",
+        ),
+        (
+            0.0 <= cirrus_probability <= 1.0,
+            f"cirrus_probability must be in [0, 1], got {cirrus_probability}",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -325,10 +334,12 @@ def _cirrus(
     if rng.random() >= probability:
         return np.zeros(shape, dtype=np.float32)
     angle = rng.uniform(0.0, 180.0)
-    noise = 0.8 * smooth_noise(shape, rng, scale_px=2500.0 / resolution, elongation=4.0,
-                               angle_deg=angle)
-    noise += 0.45 * smooth_noise(shape, rng, scale_px=600.0 / resolution, elongation=3.0,
-                                 angle_deg=angle)
+    noise = 0.8 * smooth_noise(
+        shape, rng, scale_px=2500.0 / resolution, elongation=4.0, angle_deg=angle
+    )
+    noise += 0.45 * smooth_noise(
+        shape, rng, scale_px=600.0 / resolution, elongation=3.0, angle_deg=angle
+    )
     level = float(np.quantile(_subsample(noise), 1.0 - rng.uniform(0.2, 0.8)))
     thickness = np.float32(rng.uniform(0.15, 0.6))
     return (thickness * np.clip(noise - np.float32(level), 0.0, 1.0)).astype(np.float32)
@@ -466,8 +477,12 @@ def cloud_cover_sequence(
     """
     if int(n) != n or n < 0:
         raise InputError(f"cloud_cover_sequence needs a count n >= 0, got {n}.")
-    if not (0 <= clear_fraction and 0 <= overcast_fraction
-            and clear_fraction + overcast_fraction <= 1 and 0 <= persistence < 1):
+    if not (
+        0 <= clear_fraction
+        and 0 <= overcast_fraction
+        and clear_fraction + overcast_fraction <= 1
+        and 0 <= persistence < 1
+    ):
         raise InputError(
             f"cloud_cover_sequence: clear_fraction ({clear_fraction}) and overcast_fraction "
             f"({overcast_fraction}) must be >= 0 and sum to at most 1, persistence "

@@ -44,8 +44,9 @@ def _transformer(src: int, dst: int) -> Transformer:
 
 
 def _project(geometry: Polygon, src: int, dst: int) -> Polygon:
-    projected = shapely.transform(geometry.segmentize(50.0), _transformer(src, dst).transform,
-                                  interleaved=False)
+    projected = shapely.transform(
+        geometry.segmentize(50.0), _transformer(src, dst).transform, interleaved=False
+    )
     return projected  # type: ignore[no-any-return]
 
 
@@ -215,7 +216,9 @@ class ProductGrid:
         res = resolution or self.resolution
         rows, cols = self.shape_at(res)
         t = self.transform_at(res)
-        xx, yy = np.meshgrid(t.c + (np.arange(cols) + 0.5) * res, t.f - (np.arange(rows) + 0.5) * res)
+        xx, yy = np.meshgrid(
+            t.c + (np.arange(cols) + 0.5) * res, t.f - (np.arange(rows) + 0.5) * res
+        )
         x, y = _transformer(self.epsg, TRUTH_EPSG).transform(xx, yy)
         return np.asarray(x), np.asarray(y)
 
@@ -233,7 +236,7 @@ class ProductGrid:
         return truth_array[index.rows, index.cols]
 
     def footprint(self, valid_truth_area: Polygon) -> Polygon:
-        """The lon/lat footprint of data on this grid where ``valid_truth_area`` (EPSG:3035) holds."""
+        """Return the lon/lat footprint of data here, where ``valid_truth_area`` (3035) holds."""
         own = _project(box(*self.bounds), self.epsg, TRUTH_EPSG)
         data = own.intersection(self.truth.polygon).intersection(valid_truth_area)
         lonlat = _project(shapely.Polygon(data.exterior), TRUTH_EPSG, 4326)

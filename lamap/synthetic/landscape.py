@@ -67,8 +67,13 @@ class Cover(IntEnum):
 
 #: Covers drawn for farmland fields (the rest come from forests, water and settlements).
 _FARM_COVERS: Final = (
-    Cover.WHEAT, Cover.MAIZE, Cover.SUNFLOWER, Cover.RAPESEED, Cover.SUGARBEET,
-    Cover.GRASSLAND, Cover.BARE,
+    Cover.WHEAT,
+    Cover.MAIZE,
+    Cover.SUNFLOWER,
+    Cover.RAPESEED,
+    Cover.SUGARBEET,
+    Cover.GRASSLAND,
+    Cover.BARE,
 )
 #: Shares of the farmland covers: a cereal-dominated rotation with maize, oilseeds,
 #: sugar beet, permanent grassland and some fallow, as in south-west Germany / Alsace.
@@ -341,14 +346,15 @@ def smooth_noise(
     _check_shape(shape)
     if not scale_px > 0 or not elongation >= 1:
         raise InputError(
-            f"smooth_noise needs scale_px > 0 and elongation >= 1, got {scale_px} and "
-            f"{elongation}."
+            f"smooth_noise needs scale_px > 0 and elongation >= 1, got {scale_px} and {elongation}."
         )
     step = max(1.0, scale_px / 3.0)
     sigma = (scale_px / step, scale_px * elongation / step)
     margin = int(np.ceil(4 * max(sigma))) + 2
-    lattice = (int(np.ceil(shape[0] / step)) + 2 * margin,
-               int(np.ceil(shape[1] / step)) + 2 * margin)
+    lattice = (
+        int(np.ceil(shape[0] / step)) + 2 * margin,
+        int(np.ceil(shape[1] / step)) + 2 * margin,
+    )
     if elongation > 1:
         coarse = _streaks(lattice, rng, sigma, angle_deg)
     else:
@@ -452,9 +458,7 @@ def _estates(
     return cell, seeds.reshape(-1, 2)
 
 
-def _nearest_in_tile(
-    cell: np.ndarray, seeds: np.ndarray, spacing: float, i: int, j: int
-) -> None:
+def _nearest_in_tile(cell: np.ndarray, seeds: np.ndarray, spacing: float, i: int, j: int) -> None:
     """Fill one lattice tile of ``cell`` with the nearest of its 3x3 neighbouring seeds."""
     r0, r1 = int(np.ceil(i * spacing)), min(int(np.ceil((i + 1) * spacing)), cell.shape[0])
     c0, c1 = int(np.ceil(j * spacing)), min(int(np.ceil((j + 1) * spacing)), cell.shape[1])
@@ -585,8 +589,10 @@ def _rivers(
     """Draw a main river across the frame and its tributaries: (mask, centre-line points)."""
     mask = np.zeros(shape, dtype=bool)
     reach = float(np.hypot(*shape)) / 2 + 10
-    centre = (shape[0] / 2 + rng.uniform(-0.2, 0.2) * shape[0],
-              shape[1] / 2 + rng.uniform(-0.2, 0.2) * shape[1])
+    centre = (
+        shape[0] / 2 + rng.uniform(-0.2, 0.2) * shape[0],
+        shape[1] / 2 + rng.uniform(-0.2, 0.2) * shape[1],
+    )
     direction = rng.uniform(0, 2 * np.pi)
     main = _river_line(rng, centre, direction, (-reach, reach), resolution)
     _stamp(mask, main, rng.uniform(15.0, 40.0) / resolution)
@@ -607,8 +613,10 @@ def _blob(
     """Set an irregular round patch of ``radius`` pixels around ``centre`` in ``mask``."""
     reach = int(np.ceil(1.5 * radius)) + 1
     r0, c0 = max(int(centre[0]) - reach, 0), max(int(centre[1]) - reach, 0)
-    r1, c1 = min(int(centre[0]) + reach + 1, mask.shape[0]), min(int(centre[1]) + reach + 1,
-                                                                 mask.shape[1])
+    r1, c1 = (
+        min(int(centre[0]) + reach + 1, mask.shape[0]),
+        min(int(centre[1]) + reach + 1, mask.shape[1]),
+    )
     if r1 <= r0 or c1 <= c0:
         return
     rows = np.arange(r0, r1)[:, None] - centre[0]
@@ -679,10 +687,15 @@ def make_landscape(
     key = _apply_overlays(key, estate, masks, n_base, len(seeds))
     field_id, keys = _compact(key)
     n_pixels = np.bincount(field_id.ravel(), minlength=len(keys))
-    cover = _field_covers(keys, n_base, len(seeds), n_pixels, rng,
-                          _near_river(field_id, len(keys), masks["river_line"], resolution))
-    fields = _field_table(cover, n_pixels, _field_estate(keys, n_base, len(seeds)), len(seeds),
-                          rng)
+    cover = _field_covers(
+        keys,
+        n_base,
+        len(seeds),
+        n_pixels,
+        rng,
+        _near_river(field_id, len(keys), masks["river_line"], resolution),
+    )
+    fields = _field_table(cover, n_pixels, _field_estate(keys, n_base, len(seeds)), len(seeds), rng)
     texture = _texture(shape, rng, resolution)
     return Landscape(cover[field_id], field_id, texture, fields, float(resolution))
 
@@ -696,8 +709,14 @@ def _overlays(
     built = _settlements(shape, rng, resolution)
     river, line = _rivers(shape, rng, resolution)
     lake = _lakes(shape, rng, resolution)
-    return {"forest": forest, "road": road, "built": built, "river": river, "lake": lake,
-            "river_line": line}
+    return {
+        "forest": forest,
+        "road": road,
+        "built": built,
+        "river": river,
+        "lake": lake,
+        "river_line": line,
+    }
 
 
 def _apply_overlays(
@@ -742,10 +761,13 @@ def _near_river(
     rows, cols = np.indices(sample.shape)
     ids = sample.ravel()
     count = np.bincount(ids, minlength=n_fields)
-    centroid = np.stack([
-        np.bincount(ids, rows.ravel(), n_fields) * step / np.maximum(count, 1),
-        np.bincount(ids, cols.ravel(), n_fields) * step / np.maximum(count, 1),
-    ], 1)
+    centroid = np.stack(
+        [
+            np.bincount(ids, rows.ravel(), n_fields) * step / np.maximum(count, 1),
+            np.bincount(ids, cols.ravel(), n_fields) * step / np.maximum(count, 1),
+        ],
+        1,
+    )
     distance, _ = spatial.cKDTree(line[::8]).query(centroid)
     return np.asarray((count > 0) & (distance * resolution < _RIVER_FLOODPLAIN_M))
 

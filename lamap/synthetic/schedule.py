@@ -83,7 +83,7 @@ class S1Acquisition:
 
 
 def _half_plane(truth: TruthGrid, fraction: float, slant_deg: float, keep: str) -> Polygon:
-    """The part of a padded truth extent east (or west) of a slanted line.
+    """Return the part of a padded truth extent east (or west) of a slanted line.
 
     The line crosses the world's centre row at ``fraction`` of its width and leans by
     ``slant_deg`` from north.
@@ -107,8 +107,12 @@ def _everywhere(truth: TruthGrid) -> Polygon:
     xmin, ymin, xmax, ymax = truth.bounds
     pad = 0.5 * max(xmax - xmin, ymax - ymin)
     return Polygon(
-        [(xmin - pad, ymin - pad), (xmax + pad, ymin - pad), (xmax + pad, ymax + pad),
-         (xmin - pad, ymax + pad)]
+        [
+            (xmin - pad, ymin - pad),
+            (xmax + pad, ymin - pad),
+            (xmax + pad, ymax + pad),
+            (xmin - pad, ymax + pad),
+        ]
     )
 
 

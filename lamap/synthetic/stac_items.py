@@ -83,7 +83,8 @@ def s2_item_id(acq: S2Acquisition, grid: ProductGrid) -> str:
     """Planetary-Computer-style Sentinel-2 L2A item id."""
     sat = "S2A" if acq.platform.endswith("A") else "S2B"
     processed = acq.time + dt.timedelta(hours=5)
-    return f"{sat}_MSIL2A_{_stamp(acq.time)}_R{acq.relative_orbit:03d}_T{grid.name}_{_stamp(processed)}"
+    orbit = f"R{acq.relative_orbit:03d}"
+    return f"{sat}_MSIL2A_{_stamp(acq.time)}_{orbit}_T{grid.name}_{_stamp(processed)}"
 
 
 def _grid_fields(grid: ProductGrid, resolution: int) -> dict[str, Any]:
@@ -91,8 +92,14 @@ def _grid_fields(grid: ProductGrid, resolution: int) -> dict[str, Any]:
     return {
         "proj:bbox": list(grid.bounds),
         "proj:shape": list(grid.shape_at(resolution)),
-        "proj:transform": [transform.a, transform.b, transform.c, transform.d, transform.e,
-                           transform.f],
+        "proj:transform": [
+            transform.a,
+            transform.b,
+            transform.c,
+            transform.d,
+            transform.e,
+            transform.f,
+        ],
         "gsd": float(resolution),
     }
 
@@ -134,8 +141,15 @@ def s2_item(
             "type": COG_TYPE,
             "roles": ["data"],
             "title": f"{description} - {res}m",
-            "eo:bands": [{"name": band, "common_name": common, "description": description,
-                          "center_wavelength": centre, "full_width_half_max": fwhm}],
+            "eo:bands": [
+                {
+                    "name": band,
+                    "common_name": common,
+                    "description": description,
+                    "center_wavelength": centre,
+                    "full_width_half_max": fwhm,
+                }
+            ],
         }
     assets["SCL"] = {
         "href": hrefs["SCL"],
@@ -228,11 +242,14 @@ def s1_item(
             "type": COG_TYPE,
             "roles": ["data"],
             "title": f"{pol.upper()}: {title}",
-            "raster:bands": [{"nodata": -32768, "data_type": "float32",
-                              "spatial_resolution": 10.0}],
+            "raster:bands": [
+                {"nodata": -32768, "data_type": "float32", "spatial_resolution": 10.0}
+            ],
         }
-        for pol, title in (("vh", "vertical transmit, horizontal receive"),
-                           ("vv", "vertical transmit, vertical receive"))
+        for pol, title in (
+            ("vh", "vertical transmit, horizontal receive"),
+            ("vv", "vertical transmit, vertical receive"),
+        )
     }
     return _feature(s1_item_id(acq), S1_COLLECTION, footprint, props, assets, S1_EXTENSIONS)
 
@@ -284,7 +301,7 @@ def _collection(
 
 
 def s2_collection(bbox: list[float], interval: tuple[dt.datetime, dt.datetime]) -> dict[str, Any]:
-    """The synthetic world's ``sentinel-2-l2a`` collection."""
+    """Return the synthetic world's ``sentinel-2-l2a`` collection."""
     return _collection(
         S2_COLLECTION,
         "Sentinel-2 Level-2A (lamap synthetic world)",
@@ -296,7 +313,7 @@ def s2_collection(bbox: list[float], interval: tuple[dt.datetime, dt.datetime]) 
 
 
 def s1_collection(bbox: list[float], interval: tuple[dt.datetime, dt.datetime]) -> dict[str, Any]:
-    """The synthetic world's ``sentinel-1-rtc`` collection."""
+    """Return the synthetic world's ``sentinel-1-rtc`` collection."""
     return _collection(
         S1_COLLECTION,
         "Sentinel-1 Radiometrically Terrain Corrected (lamap synthetic world)",

@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,8 +48,9 @@ __all__ = ["World", "WorldSpec", "generate_world", "load_world"]
 
 WORLD_FORMAT = 1
 #: Indices of SNAP's bands (B03 B04 B05 B06 B07 B8A B11 B12) in ``optical.S2_BANDS``.
-SNAP_INDEX = [optical.S2_BANDS.index(b) for b in ("B03", "B04", "B05", "B06", "B07", "B8A",
-                                                   "B11", "B12")]
+SNAP_INDEX = [
+    optical.S2_BANDS.index(b) for b in ("B03", "B04", "B05", "B06", "B07", "B8A", "B11", "B12")
+]
 BOA_OFFSET = 1000
 CLOUD_FLAGS = {"clear": 0, "cloud": 1, "cirrus": 2, "shadow": 3}
 
@@ -195,8 +196,9 @@ def _build_scene(spec: WorldSpec) -> _Scene:
 
 
 def _days(spec: WorldSpec) -> np.ndarray:
-    return np.array([spec.start + dt.timedelta(days=i) for i in range(spec.days)],
-                    dtype="datetime64[D]")
+    return np.array(
+        [spec.start + dt.timedelta(days=i) for i in range(spec.days)], dtype="datetime64[D]"
+    )
 
 
 def _clear_reflectance(
@@ -208,8 +210,14 @@ def _clear_reflectance(
     fid = land.field_id
     sun_zenith, view_zenith, relative_azimuth = angles
     refl = optical.canopy_reflectance(
-        lai, fields.cab[fid], fields.cm[fid], fields.rsoil[fid], fields.psoil[fid],
-        sun_zenith, view_zenith, relative_azimuth,
+        lai,
+        fields.cab[fid],
+        fields.cm[fid],
+        fields.rsoil[fid],
+        fields.psoil[fid],
+        sun_zenith,
+        view_zenith,
+        relative_azimuth,
     )
     water = land.cover == landscape.Cover.WATER
     built = land.cover == landscape.Cover.BUILT
@@ -249,7 +257,9 @@ def _cloud_flags(scl: np.ndarray) -> np.ndarray:
     return flags
 
 
-def _scene_properties(scl: np.ndarray, valid: np.ndarray, sun: tuple[float, float]) -> dict[str, Any]:
+def _scene_properties(
+    scl: np.ndarray, valid: np.ndarray, sun: tuple[float, float]
+) -> dict[str, Any]:
     """eo:cloud_cover and the s2:*_percentage statistics of one product."""
     n_valid = max(int(valid.sum()), 1)
 
@@ -275,7 +285,11 @@ def _scene_properties(scl: np.ndarray, valid: np.ndarray, sun: tuple[float, floa
 
 
 def _write_s2(
-    out: Path, scene: _Scene, acq: S2Acquisition, observed: np.ndarray, scl: np.ndarray,
+    out: Path,
+    scene: _Scene,
+    acq: S2Acquisition,
+    observed: np.ndarray,
+    scl: np.ndarray,
     sun: tuple[float, float],
 ) -> list[dict[str, Any]]:
     """Write the S2 products of one datatake (one per UTM grid) and return their items."""
@@ -294,13 +308,24 @@ def _write_s2(
             data = refl10[..., b] if res == 10 else refl20[..., b]
             valid = valid10 if res == 10 else valid20
             path = folder / f"{stem}_{band}_{res}m.tif"
-            write_cog(path, _to_dn(data, valid), epsg=grid.epsg, transform=grid.transform_at(res),
-                      nodata=0)
+            write_cog(
+                path,
+                _to_dn(data, valid),
+                epsg=grid.epsg,
+                transform=grid.transform_at(res),
+                nodata=0,
+            )
             hrefs[band] = str(path.resolve())
         scl20 = np.where(valid20, grid.sample(scl, 20), 0).astype(np.uint8)
         path = folder / f"{stem}_SCL_20m.tif"
-        write_cog(path, scl20, epsg=grid.epsg, transform=grid.transform_at(20), nodata=0,
-                  resampling="nearest")
+        write_cog(
+            path,
+            scl20,
+            epsg=grid.epsg,
+            transform=grid.transform_at(20),
+            nodata=0,
+            resampling="nearest",
+        )
         hrefs["SCL"] = str(path.resolve())
         footprint = grid.footprint(acq.swath)
         properties = _scene_properties(scl20, valid20, sun)
@@ -324,8 +349,12 @@ def _render_s2(
     sun_zenith, view_zenith, relative, sun_azimuth = _s2_angles(scene, acq)
     clear = _clear_reflectance(scene, lai, (sun_zenith, view_zenith, relative), rng)
     sky = clouds.cloud_scene(
-        scene.truth.shape, rng, cover_fraction=acq.cloud_fraction, sun_zenith=sun_zenith,
-        sun_azimuth=sun_azimuth, resolution=scene.truth.resolution,
+        scene.truth.shape,
+        rng,
+        cover_fraction=acq.cloud_fraction,
+        sun_zenith=sun_zenith,
+        sun_azimuth=sun_azimuth,
+        resolution=scene.truth.resolution,
     )
     observed = optical.cloudy_reflectance(clear, sky.opacity, sky.cirrus, sky.shadow)
     observed = observed + rng.normal(0.0, 0.002, observed.shape).astype(np.float32)
@@ -333,8 +362,9 @@ def _render_s2(
     items = _write_s2(out, scene, acq, np.clip(observed, 0.0, 1.0), scl, (sun_zenith, sun_azimuth))
     truth = {
         "lai": lai.astype(np.float32),
-        "lai_snap": snap_lai(clear[..., SNAP_INDEX], view_zenith, sun_zenith, relative)
-        .astype(np.float32),
+        "lai_snap": snap_lai(clear[..., SNAP_INDEX], view_zenith, sun_zenith, relative).astype(
+            np.float32
+        ),
         "cloud": _cloud_flags(scl),
     }
     return items, truth
@@ -347,12 +377,14 @@ def _render_s1(out: Path, scene: _Scene, index: int, acq: S1Acquisition) -> dict
     land = scene.land
     lai = landscape.lai_map(land, acq.time.date())
     day = (acq.time.date() - scene.spec.start).days
-    moisture = np.clip(scene.soil_moisture[day] * land.fields.soil_moisture_factor[land.field_id],
-                       0.02, 0.5)
+    moisture = np.clip(
+        scene.soil_moisture[day] * land.fields.soil_moisture_factor[land.field_id], 0.02, 0.5
+    )
     _, x = scene.truth.coords()
     ramp = (x - x[0]) / max(x[-1] - x[0], 1.0)
-    incidence = np.broadcast_to(acq.incidence[0] + (acq.incidence[1] - acq.incidence[0]) * ramp,
-                                lai.shape)
+    incidence = np.broadcast_to(
+        acq.incidence[0] + (acq.incidence[1] - acq.incidence[0]) * ramp, lai.shape
+    )
     index10 = grid.truth_index(10)
     valid = index10.inside & _contains(acq.swath, index10.x, index10.y)
     hrefs = {}
@@ -368,15 +400,29 @@ def _render_s1(out: Path, scene: _Scene, index: int, acq: S1Acquisition) -> dict
 
 
 def _backscatter(
-    land: landscape.Landscape, lai: np.ndarray, moisture: np.ndarray, incidence: np.ndarray,
-    pol: str, rng: np.random.Generator,
+    land: landscape.Landscape,
+    lai: np.ndarray,
+    moisture: np.ndarray,
+    incidence: np.ndarray,
+    pol: str,
+    rng: np.random.Generator,
 ) -> np.ndarray:
-    gamma0 = radar.backscatter(lai, moisture, incidence, polarisation=pol,  # type: ignore[arg-type]
-                               rng=rng)
+    gamma0 = radar.backscatter(
+        lai,
+        moisture,
+        incidence,
+        polarisation=pol,  # type: ignore[arg-type]
+        rng=rng,
+    )
     forest = land.cover == landscape.Cover.FOREST
     gamma0[forest] = radar.backscatter(
-        lai[forest], moisture[forest], incidence[forest], polarisation=pol,  # type: ignore[arg-type]
-        coefficients=radar.FOREST[pol], rng=rng)
+        lai[forest],
+        moisture[forest],
+        incidence[forest],
+        polarisation=pol,  # type: ignore[arg-type]
+        coefficients=radar.FOREST[pol],
+        rng=rng,
+    )
     water = land.cover == landscape.Cover.WATER
     built = land.cover == landscape.Cover.BUILT
     gamma0[water] = radar.water_backscatter((int(water.sum()),), incidence[water], pol, rng)  # type: ignore[arg-type]
@@ -390,34 +436,48 @@ def _write_json(path: Path, obj: Any) -> str:
     return str(path)
 
 
-def _write_truth(out: Path, scene: _Scene, dates: list[dt.date], days: list[dict[str, np.ndarray]]) -> None:
+def _write_truth(
+    out: Path, scene: _Scene, dates: list[dt.date], days: list[dict[str, np.ndarray]]
+) -> None:
     y, x = scene.truth.coords()
     dims = ("time", "y", "x")
     stack = {name: np.stack([d[name] for d in days]) for name in ("lai", "lai_snap", "cloud")}
     ds = xr.Dataset(
         {
             "lai": (dims, stack["lai"], {"long_name": "true LAI", "units": "m2 m-2"}),
-            "lai_snap": (dims, stack["lai_snap"],
-                         {"long_name": "SNAP LAI of the cloud-free reflectance", "units": "m2 m-2"}),
-            "cloud": (dims, stack["cloud"],
-                      {"flag_values": list(CLOUD_FLAGS.values()),
-                       "flag_meanings": " ".join(CLOUD_FLAGS)}),
-            "cover": (("y", "x"), scene.land.cover,
-                      {"flag_values": [int(c) for c in landscape.Cover],
-                       "flag_meanings": " ".join(c.name.lower() for c in landscape.Cover)}),
+            "lai_snap": (
+                dims,
+                stack["lai_snap"],
+                {"long_name": "SNAP LAI of the cloud-free reflectance", "units": "m2 m-2"},
+            ),
+            "cloud": (
+                dims,
+                stack["cloud"],
+                {"flag_values": list(CLOUD_FLAGS.values()), "flag_meanings": " ".join(CLOUD_FLAGS)},
+            ),
+            "cover": (
+                ("y", "x"),
+                scene.land.cover,
+                {
+                    "flag_values": [int(c) for c in landscape.Cover],
+                    "flag_meanings": " ".join(c.name.lower() for c in landscape.Cover),
+                },
+            ),
             "field_id": (("y", "x"), scene.land.field_id),
         },
         coords={"time": np.array(dates, dtype="datetime64[ns]"), "y": y, "x": x},
         attrs={"crs": "EPSG:3035", "transform": list(scene.truth.transform)[:6]},
     )
-    chunks = {"time": 1, "y": 512, "x": 512}
-    encoding = {name: {"chunks": tuple(min(chunks[d], ds[name].sizes[d]) for d in ds[name].dims)}
-                for name in ds.data_vars}
+    chunks: dict[Hashable, int] = {"time": 1, "y": 512, "x": 512}
+    encoding = {
+        name: {"chunks": tuple(min(chunks[d], ds[name].sizes[d]) for d in ds[name].dims)}
+        for name in ds.data_vars
+    }
     ds.to_zarr(out / "truth.zarr", mode="w", zarr_format=3, consolidated=False, encoding=encoding)
 
 
 def _holdout(truth: TruthGrid) -> dict[str, Any]:
-    """The held-out area: the southern quarter of the world, never used for training."""
+    """Return the held-out area: the southern quarter, never used for training."""
     xmin, ymin, xmax, ymax = truth.bounds
     rows = truth.shape[0]
     cut = ymin + (ymax - ymin) * 0.25
@@ -436,13 +496,14 @@ def iter_render(out: Path, spec: WorldSpec) -> Iterator[str]:
     for i, acq in enumerate(s2):
         items, truth = _render_s2(out, scene, i, acq)
         truth_days.append(truth)
-        item_files += [_write_json(stac / "items" / it["collection"] / f"{it['id']}.json", it)
-                       for it in items]
+        item_files += [
+            _write_json(stac / "items" / it["collection"] / f"{it['id']}.json", it) for it in items
+        ]
         yield f"S2 {acq.time:%Y-%m-%d} R{acq.relative_orbit:03d} cloud {acq.cloud_fraction:.0%}"
-    for i, acq in enumerate(s1):
-        it = _render_s1(out, scene, i, acq)
+    for i, pass_ in enumerate(s1):
+        it = _render_s1(out, scene, i, pass_)
         item_files.append(_write_json(stac / "items" / it["collection"] / f"{it['id']}.json", it))
-        yield f"S1 {acq.time:%Y-%m-%d} {acq.orbit_state}"
+        yield f"S1 {pass_.time:%Y-%m-%d} {pass_.orbit_state}"
     s2_dates = [a.time.date() for a in s2]
     _write_truth(out, scene, s2_dates, truth_days)
     yield "truth.zarr"
@@ -450,15 +511,25 @@ def iter_render(out: Path, spec: WorldSpec) -> Iterator[str]:
 
 
 def _write_meta(
-    out: Path, spec: WorldSpec, scene: _Scene, s2: list[S2Acquisition], s1: list[S1Acquisition],
+    out: Path,
+    spec: WorldSpec,
+    scene: _Scene,
+    s2: list[S2Acquisition],
+    s1: list[S1Acquisition],
     item_files: list[str],
 ) -> None:
     bbox = [round(v, 7) for v in scene.truth.lonlat_bbox]
-    interval = (s2[0].time if s2[0].time < s1[0].time else s1[0].time,
-                max(s2[-1].time, s1[-1].time))
+    interval = (
+        s2[0].time if s2[0].time < s1[0].time else s1[0].time,
+        max(s2[-1].time, s1[-1].time),
+    )
     collections = [
-        _write_json(out / "stac" / "collections" / "sentinel-2-l2a.json", s2_collection(bbox, interval)),
-        _write_json(out / "stac" / "collections" / "sentinel-1-rtc.json", s1_collection(bbox, interval)),
+        _write_json(
+            out / "stac" / "collections" / "sentinel-2-l2a.json", s2_collection(bbox, interval)
+        ),
+        _write_json(
+            out / "stac" / "collections" / "sentinel-1-rtc.json", s1_collection(bbox, interval)
+        ),
     ]
     meta = {
         "lamap_world": WORLD_FORMAT,
