@@ -529,11 +529,13 @@ def s2_lai(s2: xr.DataArray) -> xr.DataArray:
             f"coords {sorted(map(str, s2.coords))}"
         )
     angles = [_strip(s2[name]) for name in ANGLES]
+    bands = _strip(_snap_bands(s2))
+    if bands.chunks is not None:  # the network needs all bands of a pixel in one block
+        bands = bands.chunk({"band": -1})
     lai = xr.apply_ufunc(
-        _snap_lai_f32, _strip(_snap_bands(s2)), *angles,
+        _snap_lai_f32, bands, *angles,
         input_core_dims=[["band"], [], [], []],
         dask="parallelized", output_dtypes=[np.float32],
-        dask_gufunc_kwargs={"allow_rechunk": True},
     )
     return cast(xr.DataArray, lai)
 

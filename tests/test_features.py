@@ -446,3 +446,13 @@ def test_spec_parameters_change_the_features(raw: dict[str, np.ndarray]) -> None
     np.testing.assert_allclose(ds["s1"].values, expected, rtol=1e-6)
     assert FeatureSpec.from_dict(json.loads(ds.attrs[SPEC_ATTR])) == spec
     assert set(MODEL_INPUTS) <= set(ds.data_vars)
+
+
+def test_numpy_backed_cubes_give_the_same_features(raw: dict[str, np.ndarray],
+                                                   tensors: dict[str, np.ndarray]) -> None:
+    eager = {k: v.compute() for k, v in _arrays(raw).items()}
+    ds = features_from_arrays(eager["s2"], eager["scl"], eager["s1"], DATE,
+                              eager["s2_now"], eager["scl_now"])
+    assert not any(isinstance(ds[v].data, da.Array) for v in ds.data_vars)
+    for name, array in to_tensors(ds).items():
+        np.testing.assert_array_equal(array, tensors[name])
