@@ -21,6 +21,7 @@ from lamap.catalog import (
     search,
 )
 from lamap.cube import SNAP_BANDS, CubeWindow, s1_cube, s2_cube, scl_cube, tile_cubes
+from lamap.features import build_features
 from lamap.grid import Grid, get_grid
 from lamap.plan import TimeSteps, plan_time_steps, s2_days
 from lamap.synthetic.world import World
@@ -155,6 +156,9 @@ def test_tile_cubes_build_without_compute(tiny_world: World, tiny_search) -> Non
         cubes = tile_cubes(
             steps, tiny_search.s2, tiny_search.s1, CubeWindow.for_tile(tile, halo=48)
         )
+        features = build_features(cubes)
+    assert set(features.data_vars) >= {"s1", "lai", "masks", "season", "target", "observed_lai"}
+    assert features["masks"].shape[:2] == (2, 6)
     assert cubes.s2.shape[-2:] == (grid.tile + 96, grid.tile + 96)
     assert cubes.s1.sizes["time"] == 3 and cubes.scl.sizes["time"] == 2
     assert cubes.s2_now is not None, "2024-04-23 is an S2 day: observed cube expected"
