@@ -154,7 +154,7 @@ class ModelConfig:
             object.__setattr__(self, name, _channel_list(name, getattr(self, name)))
         for name in ("feature_width", "mask_embedding_width", "s1_channels", "past_steps",
                      "mask_channels", "season_channels"):
-            _positive_int(name, getattr(self, name))
+            object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
         object.__setattr__(self, "dropout", _dropout(self.dropout))
         if self.batchnorm not in get_args(BatchNormPosition):
             raise InputError(
@@ -293,7 +293,8 @@ class UNet(nn.Module):
         super().__init__()
         chans = list(channels)
         block = functools.partial(ConvBlock, batchnorm=batchnorm, dropout=dropout)
-        self.down = nn.ModuleList(block(a, b) for a, b in zip([in_ch, *chans[:-1]], chans, strict=True))
+        inputs = [in_ch, *chans[:-1]]
+        self.down = nn.ModuleList(block(a, b) for a, b in zip(inputs, chans, strict=True))
         pairs = list(zip(chans[:0:-1], chans[-2::-1], strict=True))
         self.up = nn.ModuleList(nn.ConvTranspose2d(a, b, 2, stride=2) for a, b in pairs)
         self.merge = nn.ModuleList(block(2 * b, b) for _, b in pairs)
@@ -449,7 +450,7 @@ class FusedLAINet(nn.Module):
         return Prediction(self.decoder(torch.cat([feat1, feat2], dim=1)), head1, head2)
 
     def forward_enc1(self, s1: Tensor, masks: Tensor, season: Tensor) -> Tensor:
-        """Encoder 1 (radar) alone with its head, ``(B, 1, H, W)``; for pre-training.
+        """Run encoder 1 (radar) alone with its head, ``(B, 1, H, W)``; for pre-training.
 
         Parameters, shapes and errors are those of :meth:`forward`.
         """
@@ -457,7 +458,7 @@ class FusedLAINet(nn.Module):
         return self.enc1(s1, masks, season)[1]  # type: ignore[no-any-return]
 
     def forward_enc2(self, lai: Tensor, masks: Tensor, season: Tensor) -> Tensor:
-        """Encoder 2 (optical history) alone with its head, ``(B, 1, H, W)``; for pre-training.
+        """Run encoder 2 (optical history) alone with its head; for pre-training.
 
         Parameters, shapes and errors are those of :meth:`forward`.
         """
@@ -621,7 +622,8 @@ def receptive_field_radius(model: FusedLAINet, *, size: int = 128, seed: int = 0
     Returns
     -------
     int
-        The radius (42 for the default network).
+        The radius: 43 for the default network (42 for output pixels at multiples of 4,
+        MODEL.md's figure; 43 for the other phases).
 
     Raises
     ------
@@ -675,12 +677,15 @@ def _measure_radius(model: FusedLAINet, size: int, seed: int) -> int | None:
     was_training = model.training
     model.eval()
     try:
-        support, centres = _gradient_support(model, size, seed)
+        with torch.enable_grad():
+            support, centres = _gradient_support(model, size, seed)
     finally:
         model.train(was_training)
     radius = 0
     for sample, (cy, cx) in zip(support, centres, strict=True):
         rows, cols = np.nonzero(sample)
+        if rows.size == 0:  # a dead output pixel: nothing to measure
+            continue
         if rows.min() == 0 or cols.min() == 0 or rows.max() == size - 1 or cols.max() == size - 1:
             return None
         radius = max(radius, int(np.abs(rows - cy).max()), int(np.abs(cols - cx).max()))
@@ -704,7 +709,7 @@ def _gradient_support(model: FusedLAINet, size: int, seed: int
     out = model(**inputs).lai
     picked = torch.stack([out[k, 0, cy, cx] for k, (cy, cx) in enumerate(centres)]).sum()
     grads = torch.autograd.grad(picked, spatial)
-    support = sum(g.abs().reshape(factor, -1, size, size).sum(dim=1) for g in grads)
+    support = torch.cat([g.abs().reshape(factor, -1, size, size) for g in grads], dim=1).sum(1)
     return (support > 0).cpu().numpy(), centres
 
 
@@ -939,7 +944,7 @@ def load_checkpoint(path: str | os.PathLike[str], *,
         training=_field(data, "training", dict, path),
         lamap_version=_field(data, "lamap_version", str, path),
         sha256=file_sha256(path),
-        extra=dict(data.get("extra") or {}),
+        extra=_field(data, "extra", dict, path),
     )
 
 
@@ -948,6 +953,11 @@ def _read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
         raise CheckpointError(
             f"checkpoint {path} does not exist or is not a file: give the path of a *.pt "
             "written by `lamap train` or lamap.model.save_checkpoint"
+        )
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read: it is not a torch zip archive; the file is "
+            "corrupted, truncated or of another kind: copy or train it again"
         )
     try:
         data = torch.load(path, map_location=device, weights_only=True)
@@ -984,7 +994,7 @@ def _not_lamap_message(path: Path, data: object) -> str:
 
 def _check_header(data: dict[str, Any], path: Path) -> None:
     version = data.get("format_version")
-    if not _is_int(version) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise CheckpointError(
             f"checkpoint {path} has an invalid format_version {version!r}: the file was "
             "edited or damaged; write it again with lamap.model.save_checkpoint"

@@ -1,0 +1,244 @@
+"""Run the fused model over lazy feature cubes with ``dask.array.map_overlap``.
+
+Seamless by construction: every dask block is extended by a halo at least as wide as the
+network's receptive-field radius, a multiple of its down-sampling factor, and block
+offsets are multiples of that factor; so a map computed in blocks equals the same map
+computed in one piece, to float tolerance (``tests/test_infer.py`` checks it).
+
+Inside a block the model sees windows of ``window`` pixels plus the halo, several
+windows stacked into one batch per call. The model reaches a worker once: tasks carry a
+:class:`ModelRef` (path and checksum), and the worker loads the checkpoint on first use
+and keeps it in a per-process cache.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+from dask.base import tokenize
+
+from lamap.errors import InputError, LamapError
+from lamap.features import season as season_of
+
+__all__ = [
+    "DEFAULT_BATCH",
+    "DEFAULT_WINDOW",
+    "ModelRef",
+    "predict",
+    "predict_array",
+    "stack_inputs",
+]
+
+DEFAULT_WINDOW = 256
+DEFAULT_BATCH = 4
+N_CHANNELS = 6 + 2 + 12
+
+_CACHE: dict[tuple[str, str], Any] = {}
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What a task needs to find the model: small, picklable, hashable.
+
+    Parameters
+    ----------
+    path : str
+        Checkpoint path (readable by every worker).
+    sha256 : str
+        Its checksum; a worker refuses a file that changed.
+    device : {"cpu", "cuda", "auto"}
+        Where to run it on the worker.
+    window : int
+        Edge of the model windows in pixels (a multiple of 4).
+    batch : int
+        Windows per model call.
+    """
+
+    path: str
+    sha256: str
+    device: str = "cpu"
+    window: int = DEFAULT_WINDOW
+    batch: int = DEFAULT_BATCH
+
+    @classmethod
+    def from_path(cls, path: str, **options: Any) -> ModelRef:
+        """Reference a checkpoint by path, computing its checksum once, here."""
+        from lamap.model import file_sha256
+
+        return cls(path=str(path), sha256=file_sha256(path), **options)
+
+    def load(self) -> Any:
+        """The loaded model, cached per process (one load per worker)."""
+        key = (self.sha256, self.device)
+        with _LOCK:
+            if key not in _CACHE:
+                _CACHE[key] = self._load()
+            return _CACHE[key]
+
+    def _load(self) -> Any:
+        from lamap.model import file_sha256, load_checkpoint, resolve_device
+
+        if file_sha256(self.path) != self.sha256:
+            raise LamapError(
+                f"the model file {self.path} changed since the map started (checksum differs); "
+                "rerun lamap map"
+            )
+        device = resolve_device(self.device)
+        return load_checkpoint(self.path, map_location=str(device))
+
+
+def stack_inputs(features: xr.Dataset) -> da.Array:
+    """Stack the model inputs into one ``(20, y, x)`` dask array, channels in one chunk.
+
+    Order: 6 S1 channels, 2 LAI channels, 2 × 6 mask channels (step-major).
+    """
+    masks = features["masks"].data
+    steps, classes = masks.shape[:2]
+    parts = [
+        _as_dask(features["s1"].data),
+        _as_dask(features["lai"].data),
+        _as_dask(masks).reshape(steps * classes, *masks.shape[2:]),
+    ]
+    return da.concatenate(parts, axis=0).astype(np.float32).rechunk({0: -1})
+
+
+def _as_dask(data: Any) -> da.Array:
+    return data if isinstance(data, da.Array) else da.from_array(data)
+
+
+def _windows(core: tuple[int, int], window: int) -> list[tuple[int, int]]:
+    rows = range(0, core[0], window)
+    cols = range(0, core[1], window)
+    return [(r, c) for r in rows for c in cols]
+
+
+def predict_array(
+    block: np.ndarray, season: np.ndarray, halo: int, model: Any, *, window: int, batch: int
+) -> np.ndarray:
+    """Predict LAI/scale for the core of one block with a halo on every side.
+
+    Parameters
+    ----------
+    block : numpy.ndarray
+        ``(20, h + 2·halo, w + 2·halo)`` stacked inputs.
+    season : numpy.ndarray
+        ``(2,)`` sin/cos of the day of year.
+    halo : int
+        Halo width in pixels (multiple of the down-sampling factor).
+    model : LoadedModel
+        From :func:`lamap.model.load_checkpoint`.
+    window, batch : int
+        Window edge and windows per call.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(h, w)`` float32, the decoder's output on the LAI/scale scale.
+    """
+    import torch
+
+    core = (block.shape[1] - 2 * halo, block.shape[2] - 2 * halo)
+    size = (window if core[0] > window else _round4(core[0]),
+            window if core[1] > window else _round4(core[1]))
+    padded_shape = (-(-core[0] // size[0]) * size[0], -(-core[1] // size[1]) * size[1])
+    padded = np.zeros((block.shape[0], padded_shape[0] + 2 * halo, padded_shape[1] + 2 * halo),
+                      dtype=np.float32)
+    padded[:, : block.shape[1], : block.shape[2]] = block
+    net = model.model
+    device = next(net.parameters()).device
+    starts = [(r, c) for r in range(0, padded_shape[0], size[0])
+              for c in range(0, padded_shape[1], size[1])]
+    out = np.empty(padded_shape, dtype=np.float32)
+    season_t = torch.as_tensor(season, dtype=torch.float32, device=device)
+    for first in range(0, len(starts), batch):
+        group = starts[first : first + batch]
+        tiles = np.stack([padded[:, r : r + size[0] + 2 * halo, c : c + size[1] + 2 * halo]
+                          for r, c in group])
+        x = torch.from_numpy(tiles).to(device)
+        with torch.inference_mode():
+            pred = net(x[:, :6], x[:, 6:8], x[:, 8:].reshape(len(group), 2, 6, *x.shape[2:]),
+                       season_t.expand(len(group), 2)).lai
+        result = pred[:, 0, halo : halo + size[0], halo : halo + size[1]].float().cpu().numpy()
+        for (r, c), values in zip(group, result, strict=True):
+            out[r : r + size[0], c : c + size[1]] = values
+    return out[: core[0], : core[1]]
+
+
+def _round4(value: int) -> int:
+    return -(-value // 4) * 4
+
+
+def _infer_block(block: np.ndarray, *, ref: ModelRef, season: np.ndarray, halo: int) -> np.ndarray:
+    model = ref.load()
+    lai = predict_array(block, season, halo, model, window=ref.window, batch=ref.batch)
+    return lai[None]
+
+
+def predict(
+    features: xr.Dataset,
+    ref: ModelRef,
+    *,
+    halo: int,
+    lai_scale: float = 5.0,
+    gpu_resource: bool = False,
+) -> xr.DataArray:
+    """Model LAI (m²/m², unclipped) over the features' pixels, lazily.
+
+    Parameters
+    ----------
+    features : xarray.Dataset
+        From :func:`lamap.features.build_features`; its ``y``/``x`` chunks are the
+        inference blocks (aligned with the grid's chunks).
+    ref : ModelRef
+        The checkpoint.
+    halo : int
+        Overlap depth: at least the receptive-field radius, a multiple of 4, and no wider
+        than the smallest block.
+    lai_scale : float
+        The features' LAI scale (the model predicts LAI / scale).
+    gpu_resource : bool
+        Annotate the inference tasks with ``resources={"GPU": 1}``.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(y, x)`` float32 LAI. Only the pixels at least ``halo`` from the edge of the
+        features equal a one-piece computation (the caller's cube has that margin).
+
+    Raises
+    ------
+    InputError
+        If the halo is not a multiple of 4 or wider than a block.
+    """
+    stacked = stack_inputs(features)
+    _check_halo(stacked, halo)
+    season = np.asarray(season_of(str(features.attrs["date"])), dtype=np.float32)
+    name = f"infer-{tokenize(stacked.name, ref, halo)}"
+    annotations = {"resources": {"GPU": 1}} if gpu_resource else {}
+    with dask.annotate(**annotations):
+        out = da.map_overlap(
+            _infer_block, stacked, depth={0: 0, 1: halo, 2: halo}, boundary=0, trim=False,
+            chunks=((1,), *stacked.chunks[1:]), dtype=np.float32, name=name,
+            meta=np.empty((0, 0, 0), dtype=np.float32), ref=ref, season=season, halo=halo,
+        )
+    lai = out[0] * np.float32(lai_scale)
+    return xr.DataArray(lai, dims=("y", "x"), coords={"y": features.y, "x": features.x},
+                        name="lai")
+
+
+def _check_halo(stacked: da.Array, halo: int) -> None:
+    if halo < 0 or halo % 4:
+        raise InputError(f"the halo must be a non-negative multiple of 4 pixels, got {halo}")
+    smallest = min(min(c) for c in stacked.chunks[1:])
+    if halo > smallest:
+        raise InputError(
+            f"the halo ({halo} px) is wider than the smallest block ({smallest} px); use "
+            "larger blocks or a cube margin of at least one halo"
+        )
