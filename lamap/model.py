@@ -56,6 +56,7 @@ __all__ = [
     "DOWNSAMPLING",
     "BatchNormPosition",
     "CheckpointError",
+    "ConvBlock",
     "DeviceLike",
     "EncoderBranch",
     "FusedLAINet",
