@@ -85,6 +85,8 @@ class ModelRef:
     def _load(self) -> Any:
         from lamap.model import file_sha256, load_checkpoint, resolve_device
 
+        _match_torch_threads()
+
         if file_sha256(self.path) != self.sha256:
             raise LamapError(
                 f"the model file {self.path} changed since the map started (checksum differs); "
@@ -92,6 +94,19 @@ class ModelRef:
             )
         device = resolve_device(self.device)
         return load_checkpoint(self.path, map_location=str(device))
+
+
+def _match_torch_threads() -> None:
+    """Give PyTorch as many threads as this Dask worker has (no oversubscription)."""
+    import torch
+
+    try:
+        from distributed import get_worker
+
+        threads = get_worker().state.nthreads
+    except (ImportError, ValueError):
+        return
+    torch.set_num_threads(max(1, int(threads)))
 
 
 def stack_inputs(features: xr.Dataset) -> da.Array:

@@ -401,7 +401,8 @@ def plan_time_steps(
     """
     when = _as_date(date)
     _check_options(lookback_days, s1_tolerance_days, min_coverage)
-    area = as_geometry(footprint)
+    s2_scenes = tuple(s2_scenes)
+    area = _data_area(as_geometry(footprint), s2_scenes)
     where = _describe(area, tile_id)
     days = s2_days(s2_scenes, area)
     earliest = when - dt.timedelta(days=lookback_days)
@@ -421,6 +422,21 @@ def plan_time_steps(
         return NoInput(when, "sentinel-1", reason)
     s1 = cast(tuple[S1Pass, S1Pass, S1Pass], tuple(chosen))
     return TimeSteps(when, t2, t1, observed, s1, lookback_days, s1_tolerance_days, min_coverage)
+
+
+def _data_area(area: BaseGeometry, scenes: Sequence[S2Scene]) -> BaseGeometry:
+    """The part of ``area`` where the catalog has any Sentinel-2 data at all.
+
+    Coverage is measured over it, so a tile at a coast or at the edge of a data set is
+    not refused for lacking data where no acquisition ever has any.
+    """
+    if area.area == 0:
+        return area
+    footprints = [s.footprint for s in scenes if s.footprint.intersects(area)]
+    if not footprints:
+        return area
+    data = shapely.union_all(footprints).intersection(area)
+    return data if data.area > 0 else area
 
 
 def _choose_s1(
