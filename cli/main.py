@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from cli.types import parse_date, parse_size
+from cli.types import parse_date, parse_device, parse_size
 from lamap.errors import LamapError
 
 __all__ = ["app", "main"]
@@ -89,6 +89,65 @@ def serve(
             typer.echo("stopped")
 
 
+@app.command("map")
+def map_(
+    bbox: Annotated[str, typer.Option(help="Area as W,S,E,N in degrees (lon/lat).")],
+    date: Annotated[
+        dt.date, typer.Option(help="The date to map (YYYY-MM-DD).", parser=parse_date)
+    ],
+    out: Annotated[str, typer.Option(help="The LAI Zarr store (created on first use).")],
+    catalog: Annotated[
+        str,
+        typer.Option(help="planetary-computer, earth-search, a STAC API URL or a demo world."),
+    ] = "planetary-computer",
+    model: Annotated[
+        Path | None, typer.Option(help="Checkpoint from `lamap train` (default: demo weights).")
+    ] = None,
+    grid: Annotated[
+        str | None, typer.Option(help="Output grid of a new store: europe, utmNNn, or a .json.")
+    ] = None,
+    crs: Annotated[str | None, typer.Option(help="CRS of a new custom grid, e.g. EPSG:32632.")] = None,
+    resolution: Annotated[float | None, typer.Option(help="Pixel size in metres.")] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Dask scheduler address (default: $DASK_SCHEDULER_ADDRESS or local)."),
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Local worker processes.")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.", parser=parse_device)] = "auto",
+    dashboard_address: Annotated[
+        str, typer.Option(help="Where the local Dask dashboard listens.")
+    ] = "127.0.0.1:8787",
+    lookback: Annotated[int, typer.Option(help="Days to look back for S2 t-2 and t-1.")] = 20,
+    s1_tolerance: Annotated[
+        int, typer.Option(help="Max days between an S2 step and its S1 pass.")
+    ] = 6,
+) -> None:
+    """Map LAI over a bbox for one date into a Zarr store.
+
+    Example (offline demo): lamap map --catalog demo-world --bbox 5.96,48.67,6.04,48.73
+    --date 2024-05-20 --out lai.zarr
+    """
+    from lamap.cluster import ClusterSpec
+    from lamap.grid import resolve_grid
+    from lamap.mapping import MapOptions, map_lai
+
+    chosen = None
+    if grid or crs or resolution:
+        chosen = resolve_grid(grid=grid, crs=crs, resolution=resolution)
+    cluster = ClusterSpec(scheduler=scheduler, workers=workers,
+                          dashboard_address=dashboard_address, gpu_workers=device == "cuda")
+    options = MapOptions(lookback_days=lookback, s1_tolerance_days=s1_tolerance, device=device)
+    with _progress("mapping tiles") as step:
+        report = map_lai(bbox, date, out, catalog=catalog, model=model, grid=chosen,
+                         cluster=cluster, options=options, progress=step.echo)
+    typer.echo(
+        f"{report.date}: {len(report.mapped)} tiles mapped, {len(report.skipped)} already done, "
+        f"{len(report.no_input)} without input, in {report.seconds:.1f} s -> {report.store}"
+    )
+    for tile_id, reason in report.no_input.items():
+        typer.echo(f"  {tile_id}: no input: {reason}")
+
+
 def _du(path: Path) -> str:
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return f"{size / 2**20:.0f} MiB"
@@ -115,6 +174,14 @@ class _progress:  # noqa: N801 - used as a context manager, reads like a functio
 class _Step:
     def __init__(self, bar: object) -> None:
         self.bar = bar
+
+    def echo(self, line: str) -> None:
+        """Print a line above the bar (links, skipped tiles), and count finished tiles."""
+        from tqdm.auto import tqdm
+
+        tqdm.write(line, file=sys.stderr)
+        if line.startswith("tile "):
+            self.bar.update(1)  # type: ignore[attr-defined]
 
     def __call__(self, line: str) -> None:
         self.bar.set_postfix_str(line, refresh=False)  # type: ignore[attr-defined]

@@ -6,7 +6,7 @@ import datetime as dt
 
 import typer
 
-__all__ = ["parse_date", "parse_size"]
+__all__ = ["parse_date", "parse_device", "parse_size"]
 
 
 def parse_date(value: str | dt.date) -> dt.date:
@@ -28,3 +28,11 @@ def parse_size(value: str | int) -> int:
     if size < 64 or size % 4:
         raise typer.BadParameter(f"{size} must be a multiple of 4 and at least 64")
     return size
+
+
+def parse_device(value: str) -> str:
+    """Parse ``cpu``, ``cuda`` (or ``cuda:N``) or ``auto``."""
+    text = value.strip().lower()
+    if text in {"cpu", "cuda", "auto"} or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise typer.BadParameter(f"{value!r} is not a device; use cpu, cuda, cuda:N or auto")

@@ -191,6 +191,9 @@ def _round4(value: int) -> int:
 
 
 def _infer_block(block: np.ndarray, *, ref: ModelRef, season: np.ndarray, halo: int) -> np.ndarray:
+    core = (1, block.shape[1] - 2 * halo, block.shape[2] - 2 * halo)
+    if not (np.any(block[:6]) or np.any(block[8:])):
+        return np.zeros(core, dtype=np.float32)  # no radar, no valid past: nothing to infer
     model = ref.load()
     lai = predict_array(block, season, halo, model, window=ref.window, batch=ref.batch)
     return lai[None]

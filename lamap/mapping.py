@@ -27,7 +27,7 @@ from lamap.cluster import ClusterSpec, dashboard_link, get_client
 from lamap.cube import CubeWindow, tile_cubes
 from lamap.errors import InputError, LamapWarning
 from lamap.features import FeatureSpec, build_features
-from lamap.grid import BBox, Grid, Tile, parse_bbox
+from lamap.grid import DEFAULT_GRID, BBox, Grid, Tile, get_grid, parse_bbox
 from lamap.infer import DEFAULT_BATCH, DEFAULT_WINDOW, ModelRef, predict
 from lamap.plan import (
     DEFAULT_LOOKBACK_DAYS,
@@ -286,7 +286,7 @@ def map_lai(
     started = time.perf_counter()
     options, say = options or MapOptions(), progress or (lambda _line: None)
     day, area = _as_date(date), parse_bbox(bbox)
-    store = LaiStore.open_or_create(out, grid)
+    store = _open_store(out, grid)
     tiles = store.grid.tiles_for_bbox(area)
     report = MapReport(day, str(out), [t.id for t in tiles])
     todo = [t for t in tiles if not store.is_done(day, t)]
@@ -322,6 +322,23 @@ def map_lai(
     store.record_run(day, model=model_info)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _open_store(out: str | os.PathLike[str], grid: Grid | None) -> LaiStore:
+    """The store at ``out``: its own grid, or ``grid`` (default ``europe``) when new."""
+    if grid is not None or not _exists(out):
+        return LaiStore.open_or_create(out, grid or get_grid(DEFAULT_GRID))
+    return LaiStore.open(out)
+
+
+def _exists(out: str | os.PathLike[str]) -> bool:
+    text = os.fspath(out)
+    if "://" not in text:
+        return os.path.exists(os.path.join(text, "zarr.json"))
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(text)
+    return bool(fs.exists(f"{path.rstrip('/')}/zarr.json"))
 
 
 def _halo(loaded: Any) -> int:
