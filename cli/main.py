@@ -92,9 +92,7 @@ def serve(
 @app.command("map")
 def map_(
     bbox: Annotated[str, typer.Option(help="Area as W,S,E,N in degrees (lon/lat).")],
-    date: Annotated[
-        dt.date, typer.Option(help="The date to map (YYYY-MM-DD).", parser=parse_date)
-    ],
+    date: Annotated[dt.date, typer.Option(help="The date to map (YYYY-MM-DD).", parser=parse_date)],
     out: Annotated[str, typer.Option(help="The LAI Zarr store (created on first use).")],
     catalog: Annotated[
         str,
@@ -106,7 +104,9 @@ def map_(
     grid: Annotated[
         str | None, typer.Option(help="Output grid of a new store: europe, utmNNn, or a .json.")
     ] = None,
-    crs: Annotated[str | None, typer.Option(help="CRS of a new custom grid, e.g. EPSG:32632.")] = None,
+    crs: Annotated[
+        str | None, typer.Option(help="CRS of a new custom grid, e.g. EPSG:32632.")
+    ] = None,
     resolution: Annotated[float | None, typer.Option(help="Pixel size in metres.")] = None,
     scheduler: Annotated[
         str | None,
@@ -134,12 +134,25 @@ def map_(
     chosen = None
     if grid or crs or resolution:
         chosen = resolve_grid(grid=grid, crs=crs, resolution=resolution)
-    cluster = ClusterSpec(scheduler=scheduler, workers=workers,
-                          dashboard_address=dashboard_address, gpu_workers=device == "cuda")
+    cluster = ClusterSpec(
+        scheduler=scheduler,
+        workers=workers,
+        dashboard_address=dashboard_address,
+        gpu_workers=device == "cuda",
+    )
     options = MapOptions(lookback_days=lookback, s1_tolerance_days=s1_tolerance, device=device)
     with _progress("mapping tiles") as step:
-        report = map_lai(bbox, date, out, catalog=catalog, model=model, grid=chosen,
-                         cluster=cluster, options=options, progress=step.echo)
+        report = map_lai(
+            bbox,
+            date,
+            out,
+            catalog=catalog,
+            model=model,
+            grid=chosen,
+            cluster=cluster,
+            options=options,
+            progress=step.echo,
+        )
     typer.echo(
         f"{report.date}: {len(report.mapped)} tiles mapped, {len(report.skipped)} already done, "
         f"{len(report.no_input)} without input, in {report.seconds:.1f} s -> {report.store}"

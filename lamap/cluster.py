@@ -53,7 +53,9 @@ class ClusterSpec:
         if self.workers is not None and self.workers < 1:
             raise InputError(f"--workers must be at least 1, got {self.workers}")
         if self.threads_per_worker < 1:
-            raise InputError(f"threads per worker must be at least 1, got {self.threads_per_worker}")
+            raise InputError(
+                f"threads per worker must be at least 1, got {self.threads_per_worker}"
+            )
 
     @property
     def address(self) -> str | None:
@@ -116,6 +118,6 @@ def get_client(spec: ClusterSpec | None = None) -> Iterator[object]:
 
 
 def dashboard_link(client: object) -> str | None:
-    """The dashboard URL of ``client``'s scheduler, if it serves one."""
+    """Return the dashboard URL of ``client``'s scheduler, if it serves one."""
     link = getattr(client, "dashboard_link", None)
     return str(link) if link else None

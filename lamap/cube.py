@@ -1,8 +1,8 @@
 """Lazy xarray cubes of Sentinel-2 and Sentinel-1 on the output grid, with stackstac.
 
 A cube covers a pixel window of the output grid (a tile grown by a halo). Its dask
-chunks are cut on the grid's chunk boundaries, so every block maps to exactly one grid
-chunk (or the part of one at the window's edge). Building a cube computes nothing;
+chunks are cut on the grid's chunk boundaries; a halo ring's partial chunks are merged into
+their neighbours, so every inner block is exactly one grid chunk. Building a cube computes nothing;
 computing one block reads only the COGs whose footprint overlaps it (stackstac skips
 the others from their ``proj:`` metadata).
 
@@ -97,9 +97,19 @@ class CubeWindow:
 
 
 def _cuts(start: int, stop: int, edge: int) -> tuple[int, ...]:
-    """Sizes of the pieces of [start, stop) cut at multiples of ``edge``."""
+    """Sizes of the pieces of [start, stop) cut at multiples of ``edge``.
+
+    A partial first or last piece (a halo ring around a tile) is merged into its
+    neighbour, so a tile with its halo has as many blocks as the tile alone; every inner
+    cut stays on a grid chunk boundary.
+    """
     bounds = [start, *range((start // edge + 1) * edge, stop, edge), stop]
-    return tuple(b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+    pieces = [b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    if len(pieces) > 2 and start % edge:
+        pieces[:2] = [pieces[0] + pieces[1]]
+    if len(pieces) > 2 and stop % edge:
+        pieces[-2:] = [pieces[-2] + pieces[-1]]
+    return tuple(pieces)
 
 
 def _stack(
@@ -120,7 +130,7 @@ def _stack(
         bounds=where.bounds,
         snap_bounds=False,
         resampling=resampling,
-        chunksize=(1, 1, rows, cols),
+        chunksize=(-1, -1, rows, cols),
         dtype=np.dtype(dtype),
         fill_value=np.array(fill_value, dtype=dtype)[()],
         rescale=False,

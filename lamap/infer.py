@@ -69,13 +69,13 @@ class ModelRef:
 
     @classmethod
     def from_path(cls, path: str, **options: Any) -> ModelRef:
-        """Reference a checkpoint by path, computing its checksum once, here."""
+        """Build a reference to the checkpoint at ``path``; its checksum is computed here, once."""
         from lamap.model import file_sha256
 
         return cls(path=str(path), sha256=file_sha256(path), **options)
 
     def load(self) -> Any:
-        """The loaded model, cached per process (one load per worker)."""
+        """Return the loaded model, cached per process (one load per worker)."""
         key = (self.sha256, self.device)
         with _LOCK:
             if key not in _CACHE:
@@ -160,26 +160,37 @@ def predict_array(
     import torch
 
     core = (block.shape[1] - 2 * halo, block.shape[2] - 2 * halo)
-    size = (window if core[0] > window else _round4(core[0]),
-            window if core[1] > window else _round4(core[1]))
+    size = (
+        window if core[0] > window else _round4(core[0]),
+        window if core[1] > window else _round4(core[1]),
+    )
     padded_shape = (-(-core[0] // size[0]) * size[0], -(-core[1] // size[1]) * size[1])
-    padded = np.zeros((block.shape[0], padded_shape[0] + 2 * halo, padded_shape[1] + 2 * halo),
-                      dtype=np.float32)
+    padded = np.zeros(
+        (block.shape[0], padded_shape[0] + 2 * halo, padded_shape[1] + 2 * halo), dtype=np.float32
+    )
     padded[:, : block.shape[1], : block.shape[2]] = block
     net = model.model
     device = next(net.parameters()).device
-    starts = [(r, c) for r in range(0, padded_shape[0], size[0])
-              for c in range(0, padded_shape[1], size[1])]
+    starts = [
+        (r, c)
+        for r in range(0, padded_shape[0], size[0])
+        for c in range(0, padded_shape[1], size[1])
+    ]
     out = np.empty(padded_shape, dtype=np.float32)
     season_t = torch.as_tensor(season, dtype=torch.float32, device=device)
     for first in range(0, len(starts), batch):
         group = starts[first : first + batch]
-        tiles = np.stack([padded[:, r : r + size[0] + 2 * halo, c : c + size[1] + 2 * halo]
-                          for r, c in group])
+        tiles = np.stack(
+            [padded[:, r : r + size[0] + 2 * halo, c : c + size[1] + 2 * halo] for r, c in group]
+        )
         x = torch.from_numpy(tiles).to(device)
         with torch.inference_mode():
-            pred = net(x[:, :6], x[:, 6:8], x[:, 8:].reshape(len(group), 2, 6, *x.shape[2:]),
-                       season_t.expand(len(group), 2)).lai
+            pred = net(
+                x[:, :6],
+                x[:, 6:8],
+                x[:, 8:].reshape(len(group), 2, 6, *x.shape[2:]),
+                season_t.expand(len(group), 2),
+            ).lai
         result = pred[:, 0, halo : halo + size[0], halo : halo + size[1]].float().cpu().numpy()
         for (r, c), values in zip(group, result, strict=True):
             out[r : r + size[0], c : c + size[1]] = values
@@ -242,13 +253,21 @@ def predict(
     annotations = {"resources": {"GPU": 1}} if gpu_resource else {}
     with dask.annotate(**annotations):
         out = da.map_overlap(
-            _infer_block, stacked, depth={0: 0, 1: halo, 2: halo}, boundary=0, trim=False,
-            chunks=((1,), *stacked.chunks[1:]), dtype=np.float32, name=name,
-            meta=np.empty((0, 0, 0), dtype=np.float32), ref=ref, season=season, halo=halo,
+            _infer_block,
+            stacked,
+            depth={0: 0, 1: halo, 2: halo},
+            boundary=0,
+            trim=False,
+            chunks=((1,), *stacked.chunks[1:]),
+            dtype=np.float32,
+            name=name,
+            meta=np.empty((0, 0, 0), dtype=np.float32),
+            ref=ref,
+            season=season,
+            halo=halo,
         )
     lai = out[0] * np.float32(lai_scale)
-    return xr.DataArray(lai, dims=("y", "x"), coords={"y": features.y, "x": features.x},
-                        name="lai")
+    return xr.DataArray(lai, dims=("y", "x"), coords={"y": features.y, "x": features.x}, name="lai")
 
 
 def _check_halo(stacked: da.Array, halo: int) -> None:

@@ -115,13 +115,14 @@ def _catalog(source: str) -> Iterator[CatalogProfile]:
         yield profile.with_url(server.url)
 
 
-def _search(source: str, tiles: Sequence[Tile], date: dt.date, options: MapOptions) -> tuple[
-    CatalogProfile, SearchResult
-]:
+def _search(
+    source: str, tiles: Sequence[Tile], date: dt.date, options: MapOptions
+) -> tuple[CatalogProfile, SearchResult]:
     bounds = np.array([t.lonlat_bounds().to_tuple() for t in tiles])
     area = (bounds[:, 0].min(), bounds[:, 1].min(), bounds[:, 2].max(), bounds[:, 3].max())
-    start, end = search_window([date], lookback_days=options.lookback_days,
-                               s1_tolerance_days=options.s1_tolerance_days)
+    start, end = search_window(
+        [date], lookback_days=options.lookback_days, s1_tolerance_days=options.s1_tolerance_days
+    )
     with _catalog(source) as profile:
         return profile, search(profile, area, start, end)
 
@@ -201,8 +202,13 @@ def _model_ref(model: str | os.PathLike[str] | None, catalog: str, options: MapO
             SyntheticModelWarning,
             stacklevel=3,
         )
-    ref = ModelRef(path=str(path), sha256=loaded.sha256, device=options.device,
-                   window=options.window, batch=options.batch)
+    ref = ModelRef(
+        path=str(path),
+        sha256=loaded.sha256,
+        device=options.device,
+        window=options.window,
+        batch=options.batch,
+    )
     return ref, loaded
 
 
@@ -225,9 +231,14 @@ def _plan_tiles(
 ) -> dict[str, TimeSteps | NoInput]:
     return {
         t.id: plan_time_steps(
-            result.s2, result.s1, date, t.lonlat_bounds().to_tuple(),
-            lookback_days=options.lookback_days, s1_tolerance_days=options.s1_tolerance_days,
-            min_coverage=options.min_coverage, tile_id=t.id,
+            result.s2,
+            result.s1,
+            date,
+            t.lonlat_bounds().to_tuple(),
+            lookback_days=options.lookback_days,
+            s1_tolerance_days=options.s1_tolerance_days,
+            min_coverage=options.min_coverage,
+            tile_id=t.id,
         )
         for t in tiles
     }
@@ -235,8 +246,10 @@ def _plan_tiles(
 
 def _no_input_arrays(tile: Tile) -> tuple[da.Array, da.Array]:
     shape, shard = tile.shape, tile.grid.shard
-    return (da.full(shape, np.nan, dtype=np.float32, chunks=shard),
-            da.zeros(shape, dtype=np.uint8, chunks=shard))
+    return (
+        da.full(shape, np.nan, dtype=np.float32, chunks=shard),
+        da.zeros(shape, dtype=np.uint8, chunks=shard),
+    )
 
 
 def map_lai(
@@ -314,8 +327,9 @@ def map_lai(
                 arrays = _no_input_arrays(tile)
                 info: dict[str, Any] = {"no_input": plan.to_dict(), "model": model_info}
             else:
-                arrays = tile_arrays(plan, result, tile, ref, halo=halo, spec=spec,
-                                     signer=profile.signer, gpu=gpu)
+                arrays = tile_arrays(
+                    plan, result, tile, ref, halo=halo, spec=spec, signer=profile.signer, gpu=gpu
+                )
                 info = {"inputs": plan.to_dict(), "model": model_info}
             graphs[tile.id] = store.write_tile(day, tile, *arrays, info=info, compute=False)
         _run(client, graphs, options, say, report)
@@ -325,7 +339,7 @@ def map_lai(
 
 
 def _open_store(out: str | os.PathLike[str], grid: Grid | None) -> LaiStore:
-    """The store at ``out``: its own grid, or ``grid`` (default ``europe``) when new."""
+    """Open the store at ``out`` (its own grid), or create it with ``grid`` (default europe)."""
     if grid is not None or not _exists(out):
         return LaiStore.open_or_create(out, grid or get_grid(DEFAULT_GRID))
     return LaiStore.open(out)
@@ -347,8 +361,13 @@ def _halo(loaded: Any) -> int:
     return recommended_halo(loaded.config)
 
 
-def _run(client: Any, graphs: dict[str, Any], options: MapOptions,
-         say: Callable[[str], None], report: MapReport) -> None:
+def _run(
+    client: Any,
+    graphs: dict[str, Any],
+    options: MapOptions,
+    say: Callable[[str], None],
+    report: MapReport,
+) -> None:
     """Compute the tiles' graphs a few at a time; report each finished tile."""
     from distributed import as_completed
 

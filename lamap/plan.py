@@ -425,7 +425,7 @@ def plan_time_steps(
 
 
 def _data_area(area: BaseGeometry, scenes: Sequence[S2Scene]) -> BaseGeometry:
-    """The part of ``area`` where the catalog has any Sentinel-2 data at all.
+    """Return the part of ``area`` where the catalog has any Sentinel-2 data at all.
 
     Coverage is measured over it, so a tile at a coast or at the edge of a data set is
     not refused for lacking data where no acquisition ever has any.

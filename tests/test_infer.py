@@ -23,8 +23,7 @@ SIZE = (232, 200)
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(path, seeded_model(3, ModelConfig.tiny()),
-                    feature_spec=FeatureSpec().to_dict())
+    save_checkpoint(path, seeded_model(3, ModelConfig.tiny()), feature_spec=FeatureSpec().to_dict())
     return path
 
 
@@ -83,14 +82,18 @@ def test_halo_covers_the_receptive_field() -> None:
     assert recommended_halo(ModelConfig.tiny()) == 44
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     rows=st.lists(st.sampled_from([44, 48, 64, 96, 128]), min_size=1, max_size=4),
     cols=st.lists(st.sampled_from([44, 52, 64, 100]), min_size=1, max_size=4),
     window=st.sampled_from([32, 64, 256]),
     batch=st.sampled_from([1, 3]),
 )
-def test_any_chunking_equals_one_piece(inputs, checkpoint, one_piece, rows, cols, window, batch) -> None:  # type: ignore[no-untyped-def]
+def test_any_chunking_equals_one_piece(
+    inputs, checkpoint, one_piece, rows, cols, window, batch
+) -> None:  # type: ignore[no-untyped-def]
     ref = ModelRef.from_path(str(checkpoint), device="cpu", window=window, batch=batch)
     features = _features(inputs, _cuts(rows, SIZE[0]), _cuts(cols, SIZE[1]))
     with dask.config.set(scheduler="synchronous"):
@@ -121,7 +124,7 @@ def test_changed_model_file_is_refused(tmp_path: Path, inputs) -> None:  # type:
     ref = ModelRef.from_path(str(path))
     save_checkpoint(path, seeded_model(2, ModelConfig.tiny()), feature_spec=FeatureSpec().to_dict())
     with pytest.raises(Exception, match="changed"), dask.config.set(scheduler="synchronous"):
-        predict(_features(inputs, (SIZE[0],), (SIZE[1],)), ref, halo=44).values
+        _ = predict(_features(inputs, (SIZE[0],), (SIZE[1],)), ref, halo=44).values
 
 
 def test_graph_carries_the_model_reference_not_the_model(tmp_path: Path) -> None:
@@ -135,8 +138,10 @@ def test_graph_carries_the_model_reference_not_the_model(tmp_path: Path) -> None
         {
             "s1": (("s1_channel", "y", "x"), da.ones((6, h, w), chunks=(6, 116, 100))),
             "lai": (("lai_channel", "y", "x"), da.ones((2, h, w), chunks=(2, 116, 100))),
-            "masks": (("step", "mask_channel", "y", "x"),
-                      da.ones((2, 6, h, w), chunks=(2, 6, 116, 100))),
+            "masks": (
+                ("step", "mask_channel", "y", "x"),
+                da.ones((2, 6, h, w), chunks=(2, 6, 116, 100)),
+            ),
         },
         attrs={"date": "2024-06-15"},
     )

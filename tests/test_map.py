@@ -28,8 +28,9 @@ DATE = dt.date(2024, 4, 28)  # an S2 day: observed LAI where clear
 def cluster():  # type: ignore[no-untyped-def]
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=":0") as local:
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
+    ) as local:
         yield ClusterSpec(scheduler=local.scheduler_address)
 
 
@@ -42,14 +43,21 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def grid(tiny_world: World) -> Grid:
-    return Grid.from_bbox(tiny_world.bbox, crs="EPSG:3035", chunk=64, shard=128, tile=256)
+    return Grid.from_bbox(tiny_world.bbox, crs="EPSG:3035", chunk=128, shard=128, tile=256)
 
 
 @pytest.fixture(scope="module")
 def mapped(tiny_world: World, tmp_path_factory, cluster, model, grid):  # type: ignore[no-untyped-def]
     out = tmp_path_factory.mktemp("map") / "lai.zarr"
-    report = map_lai(tiny_world.bbox, DATE, out, catalog=str(tiny_world.root), model=model,
-                     grid=grid, cluster=cluster)
+    report = map_lai(
+        tiny_world.bbox,
+        DATE,
+        out,
+        catalog=str(tiny_world.root),
+        model=model,
+        grid=grid,
+        cluster=cluster,
+    )
     return out, report
 
 
@@ -79,8 +87,12 @@ def test_lai_finite_inside_the_world_and_nan_outside(mapped, tiny_world: World) 
     assert float(inside.min()) >= 0 and float(inside.max()) <= 8
     xmin, ymin, xmax, ymax = tiny_world.meta["truth_grid"]["bounds"]
     x, y = lai.x.values, lai.y.values
-    outside = ((x[None, :] < xmin - 30) | (x[None, :] > xmax + 30)
-               | (y[:, None] < ymin - 30) | (y[:, None] > ymax + 30))
+    outside = (
+        (x[None, :] < xmin - 30)
+        | (x[None, :] > xmax + 30)
+        | (y[:, None] < ymin - 30)
+        | (y[:, None] > ymax + 30)
+    )
     assert outside.any()
     assert np.isnan(lai.values[outside]).all()
 
@@ -105,8 +117,9 @@ def test_source_matches_scl_at_d(mapped, tiny_world: World, tiny_api, grid) -> N
 def test_second_run_skips_finished_tiles(mapped, tiny_world, cluster, model) -> None:  # type: ignore[no-untyped-def]
     out, first = mapped
     before = (Path(out) / "lai").stat().st_mtime_ns
-    again = map_lai(tiny_world.bbox, DATE, out, catalog=str(tiny_world.root), model=model,
-                    cluster=cluster)
+    again = map_lai(
+        tiny_world.bbox, DATE, out, catalog=str(tiny_world.root), model=model, cluster=cluster
+    )
     assert sorted(again.skipped) == sorted(first.tiles) and not again.mapped
     assert (Path(out) / "lai").stat().st_mtime_ns == before
 
@@ -114,8 +127,14 @@ def test_second_run_skips_finished_tiles(mapped, tiny_world, cluster, model) -> 
 def test_second_date_appends_and_keeps_the_first(mapped, tiny_world, cluster, model) -> None:  # type: ignore[no-untyped-def]
     out, _ = mapped
     first = xr.open_zarr(out)["lai"].sel(time=np.datetime64(DATE)).values
-    map_lai(tiny_world.bbox, "2024-04-24", out, catalog=str(tiny_world.root), model=model,
-            cluster=cluster)
+    map_lai(
+        tiny_world.bbox,
+        "2024-04-24",
+        out,
+        catalog=str(tiny_world.root),
+        model=model,
+        cluster=cluster,
+    )
     ds = xr.open_zarr(out)
     assert ds.sizes["time"] == 2
     np.testing.assert_array_equal(ds["lai"].sel(time=np.datetime64(DATE)).values, first)
@@ -123,14 +142,17 @@ def test_second_date_appends_and_keeps_the_first(mapped, tiny_world, cluster, mo
     assert np.isfinite(second).sum() > 0.9 * np.isfinite(first).sum()
 
 
-def test_neighbouring_bboxes_equal_one_bbox(mapped, tiny_world, cluster, model, grid, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_neighbouring_bboxes_equal_one_bbox(
+    mapped, tiny_world, cluster, model, grid, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     out, _ = mapped
     west, south, east, north = tiny_world.bbox
     middle = (west + east) / 2
     parts = tmp_path / "parts.zarr"
     for bbox in ((west, south, middle, north), (middle, south, east, north)):
-        map_lai(bbox, DATE, parts, catalog=str(tiny_world.root), model=model, grid=grid,
-                cluster=cluster)
+        map_lai(
+            bbox, DATE, parts, catalog=str(tiny_world.root), model=model, grid=grid, cluster=cluster
+        )
     whole = xr.open_zarr(out)["lai"].sel(time=np.datetime64(DATE)).values
     pieces = xr.open_zarr(parts)["lai"].sel(time=np.datetime64(DATE)).values
     np.testing.assert_array_equal(pieces, whole)
@@ -141,8 +163,21 @@ def test_cli_map_reports_a_bad_bbox(tmp_path: Path) -> None:
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-m", "cli.main", "map", "--bbox", "6,48,5,49", "--date", "2024-04-28",
-         "--out", str(tmp_path / "x.zarr")], capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "map",
+            "--bbox",
+            "6,48,5,49",
+            "--date",
+            "2024-04-28",
+            "--out",
+            str(tmp_path / "x.zarr"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0, done.stderr
