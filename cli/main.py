@@ -161,6 +161,47 @@ def map_(
         typer.echo(f"  {tile_id}: no input: {reason}")
 
 
+@app.command()
+def bench(
+    world: Annotated[
+        Path | None, typer.Option(help="A demo world (default: generate a temporary one).")
+    ] = None,
+    model: Annotated[Path | None, typer.Option(help="Checkpoint (default: seeded).")] = None,
+    blocks: Annotated[str, typer.Option(help="Block sizes to compare, comma-separated.")] = (
+        "256,512"
+    ),
+    workers: Annotated[int, typer.Option(help="Local worker processes.")] = 2,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.", parser=parse_device)] = "cpu",
+    size: Annotated[int, typer.Option(help="Edge of the generated world.", parser=parse_size)] = (
+        1280
+    ),
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write rows as JSON.")
+    ] = None,
+) -> None:
+    """Measure model-only vs end-to-end throughput, halo overhead and peak worker memory.
+
+    Example: lamap bench --blocks 256,512 --workers 2
+    """
+    import json
+
+    from lamap.bench import rows_as_dicts, run_bench, table
+
+    sizes = tuple(int(b) for b in blocks.split(","))
+    rows = run_bench(
+        world=str(world) if world else None,
+        checkpoint=str(model) if model else None,
+        blocks=sizes,
+        workers=workers,
+        device=device,
+        size=size,
+        progress=lambda line: typer.echo(line, err=True),
+    )
+    typer.echo(table(rows))
+    if json_out:
+        json_out.write_text(json.dumps(rows_as_dicts(rows), indent=1))
+
+
 def _du(path: Path) -> str:
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return f"{size / 2**20:.0f} MiB"

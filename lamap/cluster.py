@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -109,6 +110,7 @@ def get_client(spec: ClusterSpec | None = None) -> Iterator[object]:
         dashboard_address=spec.dashboard_address,
         host="127.0.0.1",
         resources={"GPU": 1} if spec.gpu_workers else None,
+        silence_logs=logging.ERROR,
     )
     try:
         with Client(cluster) as client:
