@@ -31,7 +31,7 @@ import numpy as np
 from lamap.cluster import ClusterSpec
 from lamap.features import FeatureSpec
 from lamap.grid import Grid
-from lamap.infer import DEFAULT_BATCH, DEFAULT_WINDOW, ModelRef, predict_array
+from lamap.infer import DEFAULT_BATCH, DEFAULT_WINDOW, predict_array
 from lamap.mapping import MapOptions, map_lai
 from lamap.model import load_checkpoint, recommended_halo, save_checkpoint, seeded_model
 from lamap.synthetic.world import World, WorldSpec, generate_world, load_world
@@ -127,14 +127,14 @@ def _bench_world(world: str | None, work: Path, size: int, say: Callable[[str], 
 
 
 def _bboxes(grid: Grid, world: World) -> dict[int, tuple[float, ...]]:
-    """A 1-tile and a 2×2-tile bbox (shrunk 10 % inside their tiles) at the world's centre."""
+    """Return a 1-tile and a 2×2-tile bbox (10 % inside their tiles) at the world's centre."""
     xmin, ymin, xmax, ymax = world.meta["truth_grid"]["bounds"]
     first = grid.tiles_for_window(
         grid.window_for_bounds(
             ((xmin + xmax) / 2 - 1, (ymin + ymax) / 2 - 1, (xmin + xmax) / 2, (ymin + ymax) / 2)
         )
     )[0]
-    boxes = {}
+    boxes: dict[int, tuple[float, ...]] = {}
     for count, span in ((1, 1), (4, 2)):
         x0, _, _, y1 = first.bounds
         x1 = x0 + span * grid.tile * grid.resolution
@@ -272,7 +272,7 @@ def _end_to_end(
 
 
 def table(rows: list[BenchRow]) -> str:
-    """The bench rows as a Markdown table."""
+    """Format the bench rows as a Markdown table."""
     head = (
         "| block px | halo px | area px | model-only px/s | end-to-end px/s | ratio | "
         "halo factor | peak worker MiB |"
