@@ -202,6 +202,64 @@ def bench(
         json_out.write_text(json.dumps(rows_as_dicts(rows), indent=1))
 
 
+@app.command()
+def export(
+    store: Annotated[str, typer.Argument(help="The LAI Zarr store (path or URL).")],
+    out: Annotated[Path, typer.Option(help="The Cloud-Optimized GeoTIFF to write (.tif).")],
+    date: Annotated[
+        dt.date, typer.Option(help="The date to export (YYYY-MM-DD).", parser=parse_date)
+    ],
+    bbox: Annotated[
+        str | None,
+        typer.Option(help="Area as W,S,E,N in degrees (default: the tiles mapped that date)."),
+    ] = None,
+) -> None:
+    """Export one date's LAI as a Cloud-Optimized GeoTIFF (float32, NaN nodata).
+
+    Example: lamap export lai.zarr --out lai.tif --date 2024-05-20
+    """
+    from lamap.export import export_cog
+
+    written = export_cog(store, out, date, bbox=bbox)
+    typer.echo(f"LAI of {date} written to {written}")
+
+
+@app.command()
+def quicklook(
+    store: Annotated[str, typer.Argument(help="The LAI Zarr store (path or URL).")],
+    out: Annotated[Path, typer.Option(help="The PNG to write.")],
+    date: Annotated[
+        dt.date, typer.Option(help="The date to show (YYYY-MM-DD).", parser=parse_date)
+    ],
+    bbox: Annotated[
+        str | None,
+        typer.Option(help="Area as W,S,E,N in degrees (default: the tiles mapped that date)."),
+    ] = None,
+    max_size: Annotated[int, typer.Option(help="Longest edge of the map in pixels.")] = 1024,
+) -> None:
+    """Draw one date's LAI as a colour PNG with a legend.
+
+    Example: lamap quicklook lai.zarr --out lai.png --date 2024-05-20
+    """
+    from lamap.export import quicklook as draw
+
+    written = draw(store, out, date, bbox=bbox, max_size=max_size)
+    typer.echo(f"quick-look of {date} written to {written}")
+
+
+@app.command("info")
+def info_(
+    store: Annotated[str, typer.Argument(help="The LAI Zarr store (path or URL).")],
+) -> None:
+    """Describe a store: grid, dates, tiles done per date, model.
+
+    Example: lamap info lai.zarr
+    """
+    from lamap.export import info
+
+    typer.echo(info(store))
+
+
 def _du(path: Path) -> str:
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return f"{size / 2**20:.0f} MiB"

@@ -1,0 +1,160 @@
+"""Reading results: COG export, quick-look PNG, store info, and the CLI commands."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import rioxarray  # noqa: F401  (registers .rio)
+import xarray as xr
+from PIL import Image
+from rio_cogeo.cogeo import cog_validate
+
+from cli.main import main as cli
+from lamap.cluster import ClusterSpec
+from lamap.export import LEGEND_MIN_HEIGHT, LEGEND_WIDTH, export_cog, info, quicklook
+from lamap.features import FeatureSpec
+from lamap.grid import Grid, Window
+from lamap.mapping import map_lai
+from lamap.model import ModelConfig, file_sha256, save_checkpoint, seeded_model
+from lamap.store import LaiStore, StoreError
+from lamap.synthetic.world import World
+
+DATE = dt.date(2024, 4, 28)
+# rioxarray's own use of affine (not lamap's)
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Use `@` matmul instead of `\\*` mul:PendingDeprecationWarning"
+)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "seeded.pt"
+    save_checkpoint(path, seeded_model(0, ModelConfig.tiny()), feature_spec=FeatureSpec().to_dict())
+    return path
+
+
+@pytest.fixture(scope="module")
+def grid(tiny_world: World) -> Grid:
+    return Grid.from_bbox(tiny_world.bbox, crs="EPSG:3035", chunk=128, shard=128, tile=256)
+
+
+@pytest.fixture(scope="module")
+def store(tiny_world: World, model: Path, grid: Grid, tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    """The western two tiles of the tiny world, mapped once."""
+    west, south, east, north = tiny_world.bbox
+    out = tmp_path_factory.mktemp("export") / "lai.zarr"
+    report = map_lai(
+        (west, south, west + 0.4 * (east - west), north), DATE, out,
+        catalog=str(tiny_world.root), model=model, grid=grid,
+        cluster=ClusterSpec(workers=2, dashboard_address="127.0.0.1:0"),
+    )  # fmt: skip
+    assert sorted(report.mapped) == ["r0000c0000", "r0001c0000"]
+    return out
+
+
+def _stored(store: Path, window: Window) -> xr.DataArray:
+    rows, cols = window.to_slices()
+    return xr.open_zarr(store)["lai"].sel(time=np.datetime64(DATE)).isel(y=rows, x=cols)
+
+
+def _check_cog(path: Path, store: Path, window: Window, grid: Grid) -> None:
+    valid, errors, warnings = cog_validate(str(path))
+    assert valid and not errors, errors
+    stored = _stored(store, window)
+    with rasterio.open(path) as src:
+        assert src.count == 1 and src.dtypes == ("float32",)
+        assert np.isnan(src.nodata)
+        assert src.crs == rasterio.crs.CRS.from_user_input(xr.open_zarr(store).rio.crs)
+        assert src.crs.to_epsg() == 3035
+        assert src.transform == grid.window_transform(window)
+        assert src.tags()["DATE"] == DATE.isoformat()
+        values = src.read(1)
+    np.testing.assert_array_equal(values, stored.values)  # NaN where NaN, same pixels
+    exported = xr.open_dataarray(path, engine="rasterio").squeeze("band")
+    np.testing.assert_array_equal(exported.x.values, stored.x.values)
+    np.testing.assert_array_equal(exported.y.values, stored.y.values)
+
+
+def test_export_covers_the_mapped_tiles(store: Path, grid: Grid, tmp_path: Path) -> None:
+    path = export_cog(store, tmp_path / "lai.tif", DATE)
+    window = Window(0, 512, 0, 256)  # tiles r0000c0000 and r0001c0000
+    _check_cog(path, store, window, grid)
+    assert np.isfinite(_stored(store, window).values).sum() > 10_000
+
+
+def test_export_clips_to_a_bbox(store: Path, grid: Grid, tiny_world: World, tmp_path: Path) -> None:
+    west, south, east, north = tiny_world.bbox
+    bbox = (west + 0.1 * (east - west), south + 0.2 * (north - south),
+            west + 0.3 * (east - west), south + 0.6 * (north - south))  # fmt: skip
+    path = export_cog(store, tmp_path / "part.tif", DATE, bbox=bbox)
+    window = grid.window_for_bbox(bbox)
+    assert 0 < window.height < 512 and 0 < window.width < 256
+    _check_cog(path, store, window, grid)
+    with rasterio.open(path) as src:
+        xmin, ymin, xmax, ymax = grid.project_bbox(bbox)
+        assert src.bounds.left <= xmin and src.bounds.right >= xmax
+        assert src.bounds.bottom <= ymin and src.bounds.top >= ymax
+
+
+def test_quicklook_png(store: Path, tmp_path: Path) -> None:
+    path = quicklook(store, tmp_path / "lai.png", DATE)
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.size == (256 + LEGEND_WIDTH, max(512, LEGEND_MIN_HEIGHT))
+        pixels = np.asarray(image.convert("RGB"))
+    mapped = pixels[:, :256].reshape(-1, 3)
+    assert len(np.unique(mapped, axis=0)) > 50, "a map, not a flat image"
+    greenish = (mapped[:, 1] > mapped[:, 0] + 20) & (mapped[:, 1] > mapped[:, 2])
+    assert greenish.sum() > 1000, "vegetation in green"
+    assert (mapped == 210).all(axis=1).any(), "pixels without estimate in grey"
+    legend = pixels[:, 256:]
+    assert (legend.sum(axis=2) < 100).sum() > 100, "legend text and colour bar frame"
+    small = quicklook(store, tmp_path / "small.png", DATE, max_size=128)
+    with Image.open(small) as image:
+        assert image.size == (64 + LEGEND_WIDTH, LEGEND_MIN_HEIGHT)  # 512 x 256 / 4
+
+
+def test_info_mentions_grid_dates_tiles_and_model(store: Path, model: Path) -> None:
+    text = info(store)
+    for needed in (
+        str(LaiStore.open(store).url),
+        "EPSG:3035",
+        "resolution 10 m",
+        "512 rows x 512 cols",
+        "chunk 128, shard 128, tile 256",
+        f"{DATE}: 2 of 4 tiles done",
+        "seeded.pt",
+        file_sha256(model),
+        "s2 days",
+    ):
+        assert needed in text, f"{needed!r} not in:\n{text}"
+
+
+def test_export_needs_a_mapped_date(grid: Grid, store: Path, tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"2023-01-01 is not in the store .* 2024-04-28"):
+        export_cog(store, tmp_path / "x.tif", "2023-01-01")
+    empty = LaiStore.create(tmp_path / "empty.zarr", grid)
+    empty.add_date(DATE)
+    with pytest.raises(StoreError, match="no tile of 2024-04-28 is done"):
+        quicklook(empty, tmp_path / "x.png", DATE)
+    assert not (tmp_path / "x.tif").exists() and not (tmp_path / "x.png").exists()
+
+
+def test_cli(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli.tif"
+    with pytest.raises(SystemExit) as exit_:
+        cli(["export", str(store), "--out", str(out), "--date", "2023-01-01"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("lamap: error: date 2023-01-01"), err
+    assert "2024-04-28" in err and not out.exists()
+    cli(["export", str(store), "--out", str(out), "--date", "2024-04-28"])
+    cli(["quicklook", str(store), "--out", str(tmp_path / "cli.png"), "--date", "2024-04-28"])
+    cli(["info", str(store)])
+    printed = capsys.readouterr().out
+    assert f"written to {out}" in printed and "cli.png" in printed and "EPSG:3035" in printed
+    assert out.exists() and cog_validate(str(out))[0]

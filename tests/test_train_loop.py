@@ -1,0 +1,244 @@
+"""Tests of the three-stage training loop (tiny model, fake cache, CPU, a few seconds)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from lamap.errors import InputError
+from lamap.features import FeatureSpec
+from lamap.model import ModelConfig, load_checkpoint, seeded_model
+from lamap.train.cache import Cache, open_cache
+from lamap.train.data import PatchDataset
+from lamap.train.loop import (
+    STAGES,
+    TrainConfig,
+    TrainingError,
+    batch_weight,
+    milestones,
+    stage_loss,
+    state_path,
+    train,
+    validate,
+)
+from tests._fake_cache import make_fake_cache
+
+SPEC = FeatureSpec().to_dict()
+TINY = ModelConfig.tiny()
+QUICK = TrainConfig(epochs_enc1=1, epochs_enc2=1, epochs=2, batch_size=8, lr=1e-2,
+                    device="cpu", threads=1, seed=3)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Any:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Cache:
+    return open_cache(make_fake_cache(tmp_path_factory.mktemp("cache"), n=48, patch=32))
+
+
+@pytest.fixture(scope="module")
+def data(cache: Cache) -> tuple[PatchDataset, PatchDataset]:
+    return (PatchDataset(cache, cache.split_indices("train"), augment=True, rng_seed=1,
+                         in_memory=True),
+            PatchDataset(cache, cache.split_indices("validation"), in_memory=True))
+
+
+def _states_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(
+        torch.allclose(sa[k].float(), sb[k].float(), rtol=1e-6, atol=1e-7) for k in sa)
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_milestones_are_two_evenly_spaced_decays() -> None:
+    assert milestones(100) == [33, 67]
+    assert milestones(20) == [7, 13]
+    assert milestones(3) == [1, 2]
+    assert milestones(2) == [1]
+    assert milestones(1) == []
+
+
+def test_config_defaults_are_the_paper_recipe_and_json_round_trip(tmp_path: Path) -> None:
+    cfg = TrainConfig()
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.decay_factor) == (100, 32, 1e-3, 0.2)
+    assert (cfg.alpha, cfg.beta) == (0.1, 0.15)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    demo = TrainConfig.cpu_demo()
+    assert demo.device == "cpu" and demo.threads == 2 and demo.max_steps_per_epoch
+    path = tmp_path / "train.yaml"
+    path.write_text("epochs: 7\nbatch_size: 4\ncloudy_weight: 3\n")
+    assert TrainConfig.from_yaml(path) == TrainConfig(epochs=7, batch_size=4, cloudy_weight=3)
+
+
+@pytest.mark.parametrize("changes, word", [
+    ({"batch_size": 0}, "batch_size"), ({"lr": -1.0}, "lr"), ({"decay_factor": 1.5}, "decay"),
+    ({"epochs": 0, "epochs_enc1": 0, "epochs_enc2": 0}, "0 epochs"),
+    ({"cloudy_weight": 0.0}, "cloudy_weight"), ({"max_steps_per_epoch": 0}, "max_steps"),
+    ({"epochs": 2.5}, "epochs"),
+])
+def test_config_rejects_bad_values(changes: dict[str, Any], word: str) -> None:
+    with pytest.raises(InputError, match=word):
+        TrainConfig(**changes)
+
+
+def test_config_from_dict_names_unknown_keys() -> None:
+    with pytest.raises(InputError, match="epoch_count"):
+        TrainConfig.from_dict({"epoch_count": 3})
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def test_batch_weight_multiplies_cloudy_samples_only() -> None:
+    batch = {"weight": torch.tensor([1.0, 0.0, 1.0]).reshape(3, 1, 1, 1).expand(3, 1, 2, 2),
+             "cloudy": torch.tensor([True, True, False])}
+    weight = batch_weight(batch, 4.0)
+    assert weight[:, 0, 0, 0].tolist() == [4.0, 0.0, 1.0]
+    assert torch.equal(batch_weight(batch, 1.0), batch["weight"])
+
+
+def test_stage_loss_uses_each_head(data: tuple[PatchDataset, PatchDataset]) -> None:
+    model = seeded_model(0, TINY)
+    batch = torch.utils.data.default_collate([data[1][i] for i in range(2)])
+    weight = batch["weight"]
+    with torch.no_grad():
+        out = model(batch["s1"], batch["lai"], batch["masks"], batch["season"])
+        fused, pred = stage_loss(model, batch, "fused", weight)
+        enc1, pred1 = stage_loss(model, batch, "enc1", weight)
+    assert torch.allclose(pred, out.lai) and torch.allclose(pred1, out.enc1)
+    assert not torch.isclose(fused, enc1)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_training_lowers_validation_loss_and_checkpoints(
+        tmp_path: Path, data: tuple[PatchDataset, PatchDataset]) -> None:
+    train_data, val_data = data
+    model = seeded_model(0, TINY)
+    before = validate(model, val_data)
+    config = TrainConfig(epochs_enc1=3, epochs_enc2=3, epochs=12, batch_size=8, lr=1e-2,
+                         device="cpu", threads=1)
+    result = train(model, train_data, val_data, config, out=tmp_path / "m.pt",
+                   feature_spec=SPEC, data_info={"cache": "fake"}, progress=False)
+    after = validate(model, val_data)
+    assert result.complete and after.loss < 0.5 * before.loss and after.rmse < before.rmse
+    assert after.r2 > before.r2
+    assert [r.stage for r in result.history] == ["enc1"] * 3 + ["enc2"] * 3 + ["fused"] * 12
+    assert result.last_val("fused") == pytest.approx(after)
+    loaded = load_checkpoint(result.checkpoint)
+    summary = loaded.training
+    assert [s["name"] for s in summary["stages"]] == list(STAGES)
+    assert summary["data"] == {"cache": "fake", "train_size": 28, "val_size": 5}
+    assert summary["steps"] == 18 * 4 and len(summary["history"]) == 18
+    assert summary["config"] == config.to_dict()
+    assert _states_equal(loaded.model, model)
+
+
+def test_learning_rate_decays_at_the_milestones(
+        tmp_path: Path, data: tuple[PatchDataset, PatchDataset]) -> None:
+    config = replace(QUICK, epochs_enc1=3, epochs_enc2=0, epochs=6, max_steps_per_epoch=1)
+    result = train(seeded_model(0, TINY), data[0], None, config, out=tmp_path / "m.pt",
+                   feature_spec=SPEC, progress=False)
+    lrs = {stage: [r.lr for r in result.history if r.stage == stage] for stage in STAGES}
+    assert lrs["enc1"] == pytest.approx([1e-2, 2e-3, 4e-4])
+    assert lrs["fused"] == pytest.approx([1e-2, 1e-2, 2e-3, 2e-3, 4e-4, 4e-4])
+    assert lrs["enc2"] == [] and all(r.steps == 1 and r.val is None for r in result.history)
+
+
+def test_checkpoint_is_written_after_every_epoch(
+        tmp_path: Path, data: tuple[PatchDataset, PatchDataset]) -> None:
+    out = tmp_path / "sub" / "m.pt"
+    first = train(seeded_model(0, TINY), data[0], data[1], QUICK, out=out, feature_spec=SPEC,
+                  progress=False, stop_after=1)
+    assert not first.complete and len(first.history) == 1
+    assert load_checkpoint(out).training["stages"][0]["epochs_done"] == 1
+    state = torch.load(state_path(out), weights_only=True)
+    assert (state["stage"], state["epoch"]) == ("enc1", 1)
+    assert state_path(out).name == "m.state.pt"
+
+
+def test_resume_gives_the_uninterrupted_result(
+        tmp_path: Path, data: tuple[PatchDataset, PatchDataset]) -> None:
+    tiny_dropout = replace(TINY, dropout=0.2)  # dropout draws from the global torch RNG
+    config = replace(QUICK, epochs=3)
+    whole = seeded_model(0, tiny_dropout)
+    full = train(whole, data[0], data[1], config, out=tmp_path / "a.pt", feature_spec=SPEC,
+                 progress=False)
+    parts = seeded_model(0, tiny_dropout)
+    for stop in (3, 1):  # stop inside the end-to-end stage, then once more
+        train(parts, data[0], data[1], config, out=tmp_path / "b.pt", feature_spec=SPEC,
+              progress=False, stop_after=stop, resume=stop == 1)
+    fresh = seeded_model(9, tiny_dropout)  # weights come from the state file
+    rest = train(fresh, data[0], data[1], config, out=tmp_path / "b.pt", feature_spec=SPEC,
+                 progress=False, resume=True)
+    assert rest.complete and len(rest.history) == len(full.history) == 5
+    assert _states_equal(fresh, whole)
+    assert [r.train_loss for r in rest.history] == pytest.approx(
+        [r.train_loss for r in full.history], rel=1e-5)
+    assert _states_equal(load_checkpoint(tmp_path / "b.pt").model, whole)
+
+
+def test_resume_refuses_another_config_or_no_state(
+        tmp_path: Path, data: tuple[PatchDataset, PatchDataset]) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        train(seeded_model(0, TINY), data[0], None, QUICK, out=tmp_path / "m.pt",
+              feature_spec=SPEC, progress=False, resume=True)
+    train(seeded_model(0, TINY), data[0], None, QUICK, out=tmp_path / "m.pt",
+          feature_spec=SPEC, progress=False, stop_after=1)
+    with pytest.raises(TrainingError, match="lr"):
+        train(seeded_model(0, TINY), data[0], None, replace(QUICK, lr=1e-3),
+              out=tmp_path / "m.pt", feature_spec=SPEC, progress=False, resume=True)
+    done = train(seeded_model(0, TINY), data[0], None, replace(QUICK, threads=None),
+                 out=tmp_path / "m.pt", feature_spec=SPEC, progress=False, resume=True)
+    assert done.complete  # runtime fields may change
+
+
+def test_cloudy_weight_changes_the_loss_weighting(
+        tmp_path: Path, data: tuple[PatchDataset, PatchDataset]) -> None:
+    assert data[0].cloudy.any() and not data[0].cloudy.all()
+    config = replace(QUICK, epochs_enc1=0, epochs_enc2=0, epochs=1, max_steps_per_epoch=2)
+    plain, heavy = seeded_model(0, TINY), seeded_model(0, TINY)
+    a = train(plain, data[0], None, config, out=tmp_path / "a.pt", feature_spec=SPEC,
+              progress=False)
+    b = train(heavy, data[0], None, replace(config, cloudy_weight=5.0), out=tmp_path / "b.pt",
+              feature_spec=SPEC, progress=False)
+    assert a.history[0].train_loss != pytest.approx(b.history[0].train_loss)
+    assert not _states_equal(plain, heavy)
+
+
+def test_time_limit_and_bad_data(tmp_path: Path,
+                                 data: tuple[PatchDataset, PatchDataset]) -> None:
+    none = train(seeded_model(0, TINY), data[0], None, QUICK, out=tmp_path / "m.pt",
+                 feature_spec=SPEC, progress=False, time_limit_s=0)
+    assert not none.complete and none.history == ()
+    with pytest.raises(InputError, match="empty"):
+        train(seeded_model(0, TINY), [], None, QUICK, out=tmp_path / "m.pt",  # type: ignore[arg-type]
+              feature_spec=SPEC, progress=False)
+    items = [{k: v for k, v in data[0][i].items() if k != "cloudy"} for i in range(4)]
+    with pytest.raises(InputError, match="cloudy"):
+        train(seeded_model(0, TINY), items, None, QUICK, out=tmp_path / "m.pt",  # type: ignore[arg-type]
+              feature_spec=SPEC, progress=False)
+
+
+def test_a_diverging_loss_stops_training(tmp_path: Path,
+                                         data: tuple[PatchDataset, PatchDataset]) -> None:
+    items = [data[0][i] for i in range(4)]
+    items[0] = items[0] | {"s1": torch.full_like(items[0]["s1"], np.nan)}
+    with pytest.raises(TrainingError, match="loss became nan"):
+        train(seeded_model(0, TINY), items, None, replace(QUICK, batch_size=4),  # type: ignore[arg-type]
+              out=tmp_path / "m.pt", feature_spec=SPEC, progress=False)
