@@ -84,6 +84,7 @@ import xarray as xr
 import zarr
 from dask.base import tokenize
 from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 from fsspec.implementations.local import LocalFileSystem
 from zarr.abc.store import Store
 from zarr.codecs import BloscCodec
@@ -621,7 +622,13 @@ def _dask_write(target: _Target, window: Window, lai: da.Array, source: da.Array
         meta=np.empty((0, 0), dtype=np.int64),
         name=f"lamap-write-{token}",
     )
-    return dask.delayed(_written, pure=True)(blocks, window, dask_key_name=f"lamap-region-{token}")
+    # A plain graph layer over the blocks, not dask.delayed(blocks): delayed would optimise
+    # and materialise the array graph, and blockwise fusion drops layer annotations such as
+    # the inference tasks' resources={"GPU": 1} (dask/dask#7036).
+    name = f"lamap-region-{token}"
+    layer = {name: (_written, blocks.__dask_keys__(), window)}
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[blocks])
+    return Delayed(name, graph)
 
 
 # --------------------------------------------------------------------------- summaries

@@ -191,7 +191,9 @@ def test_regressions_learn_the_learnable_world(result: EvalResult) -> None:
 def test_outputs_parse(tmp_path: Path, result: EvalResult) -> None:
     text = result.to_markdown()
     assert text.count("| method | RMSE (m²/m²) | RMSE (LAI/5) | R² | pixels | coverage |") == 18
-    table = text.split("\n\n")[1]  # first table: heading, blank line, table
+    gain = abs(result.gain("non-cloudy"))
+    assert text.startswith(f"- non-cloudy: the model's RMSE is {gain:.0%}")
+    table = next(c for c in text.split("\n\n") if c.startswith("| method"))
     frame = pd.read_csv(io.StringIO(table), sep="|", skiprows=[1], skipinitialspace=True)
     assert len(frame) == len(METHODS)
     long = pd.read_csv(result.to_csv(tmp_path / "scores.csv"))

@@ -299,15 +299,6 @@ def test_gpu_tasks_run_only_on_gpu_workers(gpu_client, tile_plan, model, externa
     np.testing.assert_array_equal(source_values, stored["source"].values[rows, cols])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known issue: LaiStore.write_tile wraps the tile's arrays in dask.delayed "
-        "(store._dask_write), which optimises and materialises the graph; blockwise fusion "
-        "drops layer annotations (dask/dask#7036), so --device cuda inference tasks lose "
-        "resources={'GPU': 1}. Remove this mark (and the note in deploy/README.md) once fixed."
-    ),
-)
 def test_map_graph_keeps_gpu_annotation(gpu_client, tile_plan, model, grid, tmp_path) -> None:  # type: ignore[no-untyped-def]
     lai, source = _gpu_arrays(tile_plan, model)
     store = LaiStore.create(tmp_path / "lai.zarr", grid)

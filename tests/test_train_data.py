@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import pickle
 import time
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -119,7 +119,7 @@ def test_cache_has_the_documented_layout(built: tuple[Cache, float]) -> None:
     group, n = cache.group(), len(cache)
     assert n > 0
     for name, (tail, dtype) in LAYOUT.items():
-        array = group[name]
+        array = cast(zarr.Array, group[name])
         assert array.shape == (n, *tail), name
         assert array.dtype == np.dtype(dtype), name
     attrs = cache.attrs
@@ -132,16 +132,15 @@ def test_cache_has_the_documented_layout(built: tuple[Cache, float]) -> None:
 
 def test_cache_rows_are_consistent(built: tuple[Cache, float]) -> None:
     cache, _ = built
-    group = cache.group()
-    masks, target_mask = group["masks"][:], group["target_mask"][:]
+    masks, target_mask = cache.read("masks"), cache.read("target_mask")
     assert set(np.unique(masks)) <= {0, 1}
-    assert np.all(group["target"][:][target_mask == 0] == 0)
-    valid = group["valid_fraction"][:]
+    assert np.all(cache.read("target")[target_mask == 0] == 0)
+    valid = cache.read("valid_fraction")
     np.testing.assert_allclose(valid, target_mask.mean(axis=(1, 2)), rtol=1e-6)
     assert (valid >= CacheOptions().min_patch_valid).all()
     cloudy = 1.0 - masks[:, :, 0].mean(axis=(1, 2, 3))
-    np.testing.assert_allclose(group["cloudy_past"][:], cloudy, rtol=1e-6)
-    past = group["past_days"][:]
+    np.testing.assert_allclose(cache.read("cloudy_past"), cloudy, rtol=1e-6)
+    past = cache.read("past_days")
     assert (past[:, 0] > past[:, 1]).all() and (past[:, 1] > 0).all()
     keys = list(zip(cache.index["date"], cache.index["row"], cache.index["col"], strict=True))
     assert keys == sorted(set(keys)), "rows must be unique and ordered by date, row, col"
@@ -200,25 +199,25 @@ def test_features_equal_build_features(built: tuple[Cache, float], result: Searc
     cubes = tile_cubes(_steps(cache, i), result.s2, result.s1, CubeWindow(grid, window))
     direct = to_tensors(build_features(cubes).isel(y=slice(local.row_start, local.row_stop),
                                                    x=slice(local.col_start, local.col_stop)))
-    group = cache.group()
     for name in ("s1", "lai", "masks", "season", "target", "target_mask"):
-        np.testing.assert_array_equal(np.asarray(group[name][i], np.float32), direct[name], name)
+        stored = cache.read(name, [i])[0].astype(np.float32)
+        np.testing.assert_array_equal(stored, direct[name], name)
     # a cube over the patch alone (plus a margin) differs only by GDAL's warp approximation
     alone = CubeWindow(grid, _patch(cache, i).grow(16))
     small = to_tensors(build_features(tile_cubes(_steps(cache, i), result.s2, result.s1, alone)))
     core = (..., slice(16, 16 + P), slice(16, 16 + P))
-    assert np.mean(np.abs(small["s1"][core] - group["s1"][i]) < 1e-3) > 0.99
+    assert np.mean(np.abs(small["s1"][core] - cache.read("s1", [i])[0]) < 1e-3) > 0.99
 
 
 def test_target_mask_is_valid_scl_at_t(built: tuple[Cache, float], result: SearchResult) -> None:
     cache, _ = built
-    grid, group = Grid.from_dict(cache.attrs["grid"]), cache.group()
+    grid = Grid.from_dict(cache.attrs["grid"])
     for i in (0, len(cache) - 1):
         steps = _steps(cache, i)
         assert steps.observed is not None
         scl = scl_cube(result.s2, [steps.observed], CubeWindow(grid, _patch(cache, i))).values[0]
         valid = np.isin(scl, (2, 3, 4, 5, 6))
-        mask = group["target_mask"][i].astype(bool)
+        mask = cache.read("target_mask", [i])[0].astype(bool)
         assert not (mask & ~valid).any()
         assert (mask == valid).mean() > 0.99
 
@@ -273,18 +272,19 @@ def test_real_catalogs_hold_out_whole_blocks() -> None:
 
 def test_truth_is_aligned_with_the_world(built: tuple[Cache, float], tiny_world: World) -> None:
     cache, _ = built
-    truth, grid, group = tiny_world.truth(), Grid.from_dict(cache.attrs["grid"]), cache.group()
+    truth, grid = tiny_world.truth(), Grid.from_dict(cache.attrs["grid"])
     rng = np.random.default_rng(0)
     for i in (0, len(cache) - 1):
         row, col = int(cache.index["row"].iloc[i]), int(cache.index["col"].iloc[i])
         layer = truth.sel(time=cache.index["date"].iloc[i]).load()
+        stored = {name: cache.read(f"truth_{name}", [i])[0] for name in ("lai", "snap", "cloud")}
         for r, c in rng.integers(0, P, size=(6, 2)):
             x = grid.origin[0] + (col + c + 0.5) * grid.resolution
             y = grid.origin[1] - (row + r + 0.5) * grid.resolution
             at = layer.sel(x=x, y=y, method="nearest", tolerance=1.0)
-            assert group["truth_lai"][i, r, c] == at["lai"].item()
-            assert group["truth_snap"][i, r, c] == at["lai_snap"].item()
-            assert group["truth_cloud"][i, r, c] == at["cloud"].item()
+            assert stored["lai"][r, c] == at["lai"].item()
+            assert stored["snap"][r, c] == at["lai_snap"].item()
+            assert stored["cloud"][r, c] == at["cloud"].item()
 
 
 def test_truth_outside_the_world_is_padded_and_misalignment_refused(tiny_world: World) -> None:
@@ -293,8 +293,8 @@ def test_truth_outside_the_world_is_padded_and_misalignment_refused(tiny_world: 
     shifted = Grid(grid.crs, grid.resolution, (grid.origin[0] + 20.0, grid.origin[1] - 10.0),
                    grid.shape, P, P, 4 * P)
     assert truth_offset(shifted, tiny_world.meta["truth_grid"]) == (1, 2)
-    coarse = Grid(grid.crs, 20.0, tuple(v - v % 20 for v in grid.origin), grid.shape, P, P,
-                  4 * P)
+    coarse = Grid(grid.crs, 20.0, (grid.origin[0] // 20 * 20, grid.origin[1] // 20 * 20),
+                  grid.shape, P, P, 4 * P)
     utm = Grid("EPSG:32632", grid.resolution, grid.origin, grid.shape, P, P, 4 * P)
     for other in (coarse, utm):
         with pytest.raises(InputError, match="not pixel-aligned"):
@@ -328,34 +328,39 @@ def test_interrupted_build_is_detected_and_resumed(
     bbox = grid.bounds_to_lonlat((xmin + 150, ymin + 150, xmax - 150, ymax - 150))
     assert training_grid(bbox, P, truth_grid=tiny_world.meta["truth_grid"])[1] == Window(
         0, 2 * P, 0, 2 * P)
+    real_append = cache_mod._RowWriter.append
+
+    def append(writer: Any, rows: Any) -> None:
+        real_append(writer, rows)
+        if writer.dates:  # rows of the second date are written, the date is not done
+            raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(cache_mod._RowWriter, "append", append)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        build_cache(str(tiny_world.root), bbox, START, END, tmp_path, patch=P, progress=False)
+    group = zarr.open_group(tmp_path / "patches.zarr", mode="r")
+    attrs: dict[str, Any] = dict(group.attrs)
+    assert "complete" not in attrs and len(attrs["progress"]["dates_done"]) == 1
+    assert cast(zarr.Array, group["s1"]).shape[0] > attrs["progress"]["rows"]
+    with pytest.raises(InputError, match="unfinished"):
+        open_cache(tmp_path)
+    monkeypatch.setattr(cache_mod._RowWriter, "append", real_append)
     real_row, calls = cache_mod._row, []
 
-    def row(*args: Any, fail_after: int | None = 5) -> Any:
-        calls.append(1)
-        if fail_after is not None and len(calls) > fail_after:
-            raise RuntimeError("interrupted")
+    def row(*args: Any) -> Any:
+        calls.append(args)
         return real_row(*args)
 
     monkeypatch.setattr(cache_mod, "_row", row)
-    options = CacheOptions(batch=1)  # rows of the second date are written before the failure
-    with pytest.raises(RuntimeError, match="interrupted"):
-        build_cache(str(tiny_world.root), bbox, START, END, tmp_path, patch=P, options=options,
-                    progress=False)
-    attrs = dict(zarr.open_group(tmp_path / "patches.zarr", mode="r").attrs)
-    assert "complete" not in attrs and len(attrs["progress"]["dates_done"]) == 1
-    assert zarr.open_group(tmp_path / "patches.zarr", mode="r")["s1"].shape[0] > attrs[
-        "progress"]["rows"]
-    with pytest.raises(InputError, match="unfinished"):
-        open_cache(tmp_path)
-    calls.clear()
-    monkeypatch.setattr(cache_mod, "_row", lambda *args: row(*args, fail_after=None))
     resumed = build_cache(str(tiny_world.root), bbox, START, END, tmp_path, patch=P,
                           progress=False)
     assert len(calls) == 4, "only the unfinished date is computed again"
-    assert resumed.attrs["complete"] and len(resumed.attrs["progress"]["dates_done"]) == 2
+    done = resumed.attrs["progress"]["dates_done"]
+    assert resumed.attrs["complete"] and len(done) == 2
+    assert {args[1].date for args in calls} == {dt.date.fromisoformat(done[1])}
     keys = list(zip(resumed.index["date"], resumed.index["row"], resumed.index["col"],
                     strict=True))
-    assert keys == sorted(set(keys)) and len(keys) == resumed.group()["s1"].shape[0]
+    assert keys == sorted(set(keys)) and len(keys) == len(resumed.read("valid_fraction"))
 
 
 # --------------------------------------------------------------------------- the dataset
@@ -367,7 +372,6 @@ def test_dataset_returns_the_trainer_tensors(built: tuple[Cache, float]) -> None
     lazy = PatchDataset(cache, rows, in_memory=False)
     memory = PatchDataset(cache.path, rows, in_memory=True)
     assert len(lazy) == len(rows) and memory.in_memory and not lazy.in_memory
-    group = cache.group()
     for i in range(len(lazy)):
         item, row = lazy[i], int(rows[i])
         shapes = {k: tuple(v.shape) for k, v in item.items()}
@@ -377,9 +381,11 @@ def test_dataset_returns_the_trainer_tensors(built: tuple[Cache, float]) -> None
         assert all(item[k].dtype == torch.float32 for k in ("s1", "lai", "masks", "season",
                                                              "target", "weight"))
         assert item["cloudy"].dtype == torch.bool and int(item["index"]) == row
-        np.testing.assert_array_equal(item["weight"][0].numpy(), group["target_mask"][row])
-        np.testing.assert_array_equal(item["season"].numpy(), group["season"][row])
-        assert bool(item["cloudy"]) == (group["cloudy_past"][row] >= cache.cloudy_threshold)
+        stored = {name: cache.read(name, [row])[0]
+                  for name in ("target_mask", "season", "cloudy_past")}
+        np.testing.assert_array_equal(item["weight"][0].numpy(), stored["target_mask"])
+        np.testing.assert_array_equal(item["season"].numpy(), stored["season"])
+        assert bool(item["cloudy"]) == (stored["cloudy_past"] >= cache.cloudy_threshold)
         for key, value in memory[i].items():
             assert torch.equal(value, item[key]), key
 

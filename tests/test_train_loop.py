@@ -88,7 +88,7 @@ def test_config_defaults_are_the_paper_recipe_and_json_round_trip(tmp_path: Path
     ({"batch_size": 0}, "batch_size"), ({"lr": -1.0}, "lr"), ({"decay_factor": 1.5}, "decay"),
     ({"epochs": 0, "epochs_enc1": 0, "epochs_enc2": 0}, "0 epochs"),
     ({"cloudy_weight": 0.0}, "cloudy_weight"), ({"max_steps_per_epoch": 0}, "max_steps"),
-    ({"epochs": 2.5}, "epochs"),
+    ({"epochs": 2.5}, "epochs"), ({"precision": "float16"}, "precision"),
 ])
 def test_config_rejects_bad_values(changes: dict[str, Any], word: str) -> None:
     with pytest.raises(InputError, match=word):
@@ -242,3 +242,14 @@ def test_a_diverging_loss_stops_training(tmp_path: Path,
     with pytest.raises(TrainingError, match="loss became nan"):
         train(seeded_model(0, TINY), items, None, replace(QUICK, batch_size=4),  # type: ignore[arg-type]
               out=tmp_path / "m.pt", feature_spec=SPEC, progress=False)
+
+
+def test_bfloat16_autocast_trains_with_float32_weights(
+        tmp_path: Path, data: tuple[PatchDataset, PatchDataset]) -> None:
+    config = replace(QUICK, precision="bfloat16", max_steps_per_epoch=2)
+    model = seeded_model(0, TINY)
+    result = train(model, data[0], data[1], config, out=tmp_path / "m.pt", feature_spec=SPEC,
+                   progress=False)
+    assert result.complete and all(np.isfinite(r.train_loss) for r in result.history)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert not _states_equal(model, seeded_model(0, TINY))

@@ -48,10 +48,14 @@ fractions, seed and ``cloudy_threshold``), ``created_by``, ``progress`` and, las
 Choices
 -------
 * **Written by the driver, computed by the workers.** Each date's patches are computed in
-  batches (a ``distributed`` client if given, else the threaded scheduler; two batches in
-  flight on a cluster), filtered in the driver and appended as rows. One writer means no
-  two tasks ever share a chunk or a shard, rows stay dense (no holes where patches were
-  dropped) and deterministic, and the driver holds at most two batches.
+  batches of at most :data:`BATCH_BYTES` of results (a ``distributed`` client if given, else
+  the threaded scheduler; two batches in flight on a cluster), filtered in the driver and
+  appended as rows. One writer means no two tasks ever share a chunk or a shard, rows stay
+  dense (no holes where patches were dropped) and deterministic, and the driver holds at
+  most two batches. Batches are large on purpose (usually a whole date): every ``compute``
+  call re-opens all input COGs, because stackstac builds its readers inside the graph;
+  measured on the 512² world with 64-pixel patches, one date took 11 s in one call, 24 s in
+  four and 81 s in sixteen.
 * **Resumable.** After each date the group's ``progress`` attribute records the dates done
   and the row count; ``complete`` is written last. A run that finds the same ``key`` and no
   ``complete`` truncates the rows of an unfinished date and goes on; the same key with
@@ -116,6 +120,7 @@ if TYPE_CHECKING:
     from lamap.synthetic.world import World
 
 __all__ = [
+    "BATCH_BYTES",
     "CACHE_FORMAT",
     "DEFAULT_CLOUDY_THRESHOLD",
     "NO_TRUTH_CLOUD",
@@ -141,6 +146,10 @@ SPLIT_NAMES = ("train", "validation", "test", "unique", "non-cloudy", "cloudy")
 DEFAULT_CLOUDY_THRESHOLD = 0.25
 #: ``truth_cloud`` where the truth grid has no pixel.
 NO_TRUTH_CLOUD = 255
+#: Memory a batch of computed patches may take in the driver (bytes), see CacheOptions.batch.
+BATCH_BYTES = 512 * 2**20
+#: Bytes per pixel of one computed patch: s1 24, lai 8, masks 12, target 4, masks 2, truth 9.
+_PATCH_BYTES_PER_PIXEL = 59
 _EPOCH = dt.date(1970, 1, 1)
 _SCALAR_CHUNK = 4096
 _SPLIT_RULE = (
@@ -185,7 +194,10 @@ class CacheOptions:
     rows_per_shard : int
         Rows per Zarr shard of the patch-sized arrays (layout, not in the key).
     batch : int, optional
-        Patches computed per batch (default: 16, or twice the cluster's workers).
+        Patches computed per batch, i.e. per ``compute`` call (default: as many as fit in
+        :data:`BATCH_BYTES`, at least twice the cluster's workers). Each call re-opens
+        every input COG (stackstac opens its readers inside the graph), so few large
+        batches are much faster than many small ones.
     """
 
     min_valid: float = DEFAULT_MIN_VALID
@@ -590,13 +602,14 @@ def _patch_graphs(steps: TimeSteps, plan: _Plan, spec: FeatureSpec) -> list[dict
     return graphs
 
 
-def _batch_size(options: CacheOptions, client: Any | None) -> int:
+def _batch_size(options: CacheOptions, patch: int, client: Any | None) -> int:
     if options.batch is not None:
         return options.batch
+    fits = max(1, BATCH_BYTES // (_PATCH_BYTES_PER_PIXEL * patch * patch))
     if client is None:
-        return 16
+        return fits
     workers = len(client.scheduler_info().get("workers", {}))
-    return max(16, 2 * workers)
+    return max(fits, 2 * workers)
 
 
 def _computed(graphs: Sequence[Any], client: Any | None, batch: int) -> Iterator[list[Any]]:
@@ -667,7 +680,7 @@ def _fill(group: zarr.Group, plan: _Plan, request: _Request, client: Any | None,
     """Compute and write every date not done yet."""
     writer = _RowWriter(group)
     todo = [s for s in plan.samples if s.date.isoformat() not in set(writer.dates)]
-    batch = _batch_size(request.options, client)
+    batch = _batch_size(request.options, request.patch, client)
     with tqdm(total=len(todo) * len(plan.patches), unit="patch", disable=not progress,
               desc="training cache") as bar:
         for steps in todo:

@@ -320,13 +320,26 @@ class EvalResult:
             split, scoring, baseline).rmse
 
     def to_markdown(self) -> str:
-        """Return one Markdown table per split and scoring set, methods as rows."""
-        parts = []
+        """Return the key figures, then one Markdown table per split and scoring set."""
+        parts = [self._headline()] if self._headline() else []
         for split in self.splits:
             for scoring in self.scorings(split):
                 rows = [s for s in self.scores if (s.split, s.scoring) == (split, scoring)]
                 parts.append(_markdown_table(split, scoring, rows))
         return "\n\n".join(parts) + "\n"
+
+    def _headline(self) -> str:
+        """Gap filling where it matters: the model against persistence under clouds at t."""
+        lines = []
+        for split in self.splits:
+            try:
+                gain = self.gain(split)
+            except KeyError:
+                continue
+            side = "below" if gain >= 0 else "above"
+            lines.append(f"- {split}: the model's RMSE is {abs(gain):.0%} {side} persistence's "
+                         "on pixels cloudy at t, against the cloud-free SNAP LAI (common pixels)")
+        return "\n".join(lines)
 
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write the scores in long format: ``split, scoring, method, metric, value``.
@@ -595,8 +608,8 @@ def evaluate(model_or_checkpoint: FusedLAINet | str | os.PathLike[str] | None,
     Parameters
     ----------
     model_or_checkpoint : FusedLAINet, path or None
-        The network, or a checkpoint to load (its feature spec must equal the cache's);
-        None scores the baselines only.
+        The network (moved to ``device`` and put in eval mode), or a checkpoint to load (its
+        feature spec must equal the cache's); None scores the baselines only.
     cache : path or CacheLike
         The cache directory (opened with :func:`lamap.train.cache.open_cache`) or an opened
         cache (anything with ``path`` and ``split_indices``, such as
