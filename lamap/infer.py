@@ -121,7 +121,15 @@ def stack_inputs(features: xr.Dataset) -> da.Array:
         _as_dask(features["lai"].data),
         _as_dask(masks).reshape(steps * classes, *masks.shape[2:]),
     ]
-    return da.concatenate(parts, axis=0).astype(np.float32).rechunk({0: -1})
+    stacked = da.concatenate(parts, axis=0).astype(np.float32).rechunk({0: -1})
+    # one readable name for the whole feature assembly on the dashboard's task stream
+    return stacked.map_blocks(
+        _identity, dtype=np.float32, name=f"lamap-features-{tokenize(stacked.name)}"
+    )
+
+
+def _identity(block: np.ndarray) -> np.ndarray:
+    return block
 
 
 def _as_dask(data: Any) -> da.Array:
@@ -201,13 +209,15 @@ def _round4(value: int) -> int:
     return -(-value // 4) * 4
 
 
-def _infer_block(block: np.ndarray, *, ref: ModelRef, season: np.ndarray, halo: int) -> np.ndarray:
+def _infer_block(
+    block: np.ndarray, *, ref: ModelRef, season: np.ndarray, halo: int, scale: float
+) -> np.ndarray:
     core = (1, block.shape[1] - 2 * halo, block.shape[2] - 2 * halo)
     if not (np.any(block[:6]) or np.any(block[8:])):
         return np.zeros(core, dtype=np.float32)  # no radar, no valid past: nothing to infer
     model = ref.load()
     lai = predict_array(block, season, halo, model, window=ref.window, batch=ref.batch)
-    return lai[None]
+    return (lai * np.float32(scale))[None]
 
 
 def predict(
@@ -249,7 +259,7 @@ def predict(
     stacked = stack_inputs(features)
     _check_halo(stacked, halo)
     season = np.asarray(season_of(str(features.attrs["date"])), dtype=np.float32)
-    name = f"infer-{tokenize(stacked.name, ref, halo)}"
+    name = f"lamap-infer-{tokenize(stacked.name, ref, halo, lai_scale)}"
     annotations = {"resources": {"GPU": 1}} if gpu_resource else {}
     with dask.annotate(**annotations):
         out = da.map_overlap(
@@ -265,8 +275,9 @@ def predict(
             ref=ref,
             season=season,
             halo=halo,
+            scale=float(lai_scale),
         )
-    lai = out[0] * np.float32(lai_scale)
+    lai = out[0]
     return xr.DataArray(lai, dims=("y", "x"), coords={"y": features.y, "x": features.x}, name="lai")
 
 
