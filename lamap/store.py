@@ -626,7 +626,7 @@ def _dask_write(target: _Target, window: Window, lai: da.Array, source: da.Array
     # and materialise the array graph, and blockwise fusion drops layer annotations such as
     # the inference tasks' resources={"GPU": 1} (dask/dask#7036).
     name = f"lamap-region-{token}"
-    layer = {name: (_written, blocks.__dask_keys__(), window)}
+    layer: dict[Any, Any] = {name: (_written, blocks.__dask_keys__(), window)}
     graph = HighLevelGraph.from_collections(name, layer, dependencies=[blocks])
     return Delayed(name, graph)
 

@@ -231,3 +231,16 @@ def test_a_block_reads_only_the_cogs_it_overlaps(
     finally:
         for path, moved in hidden:
             shutil.move(moved, path)
+
+
+def test_a_day_whose_other_zone_misses_the_window(tiny_world: World, tiny_search) -> None:  # type: ignore[no-untyped-def]
+    """A window east of zone 31's product: stackstac drops that item, the day still mosaics."""
+    steps = _steps(tiny_world, tiny_search, dt.date(2024, 4, 24))
+    assert any("_T31" in i for i in steps.t1.item_ids)
+    west, south, east, north = tiny_world.bbox
+    bbox = (east - 0.002, south + 0.005, east - 0.0005, south + 0.006)
+    grid = Grid.from_bbox(tiny_world.bbox, crs="EPSG:3035", chunk=16, shard=32, tile=64)
+    cube = s2_cube(tiny_search.s2, [steps.t2, steps.t1], _window(grid, bbox))
+    values = cube.compute()
+    assert np.isfinite(values.sel(band="B04").isel(time=1).values).mean() > 0.9
+    assert list(values.boa_offset.values) == [-1000, -1000]
