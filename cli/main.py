@@ -162,6 +162,79 @@ def map_(
 
 
 @app.command()
+def train(
+    bbox: Annotated[str, typer.Option(help="Training area W,S,E,N in degrees.")],
+    start: Annotated[dt.date, typer.Option(help="First target day.", parser=parse_date)],
+    end: Annotated[dt.date, typer.Option(help="Last target day.", parser=parse_date)],
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (model.pt).")],
+    catalog: Annotated[
+        str, typer.Option(help="planetary-computer, a STAC API URL or a demo world.")
+    ] = "planetary-computer",
+    cache: Annotated[
+        Path | None, typer.Option(help="Training cache directory (default: OUT.cache).")
+    ] = None,
+    patch: Annotated[int, typer.Option(help="Patch edge in pixels.")] = 256,
+    preset: Annotated[
+        str, typer.Option(help="full (MODEL.md, 100 epochs, GPU) or cpu-demo.")
+    ] = "full",
+    epochs: Annotated[int | None, typer.Option(help="End-to-end epochs (overrides).")] = None,
+    cloudy_weight: Annotated[
+        float | None, typer.Option(help="Loss weight of samples with a cloudy past.")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT's state file.")] = False,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.", parser=parse_device)] = "auto",
+) -> None:
+    """Train the fused model on the same cubes `lamap map` uses (the paper's recipe).
+
+    Example: lamap train --catalog demo-world --bbox 5.86,48.61,6.14,48.79
+    --start 2024-04-13 --end 2024-07-27 --out model.pt --preset cpu-demo --patch 128
+    """
+    from lamap.train.run import train_from_catalog
+
+    if preset not in {"full", "cpu-demo"}:
+        raise typer.BadParameter(f"--preset {preset!r}: use full or cpu-demo")
+    overrides: dict[str, object] = {"device": device}
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    if cloudy_weight is not None:
+        overrides["cloudy_weight"] = cloudy_weight
+    run = train_from_catalog(
+        catalog,
+        bbox,
+        start,
+        end,
+        out,
+        cache_dir=cache,
+        patch=patch,
+        preset=preset,
+        resume=resume,
+        config_overrides=overrides,
+    )
+    typer.echo(f"checkpoint written to {run.checkpoint} (training cache {run.cache})")
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option(help="Checkpoint from `lamap train`.")],
+    cache: Annotated[Path, typer.Option(help="Its training cache.")],
+    csv: Annotated[Path | None, typer.Option(help="Also write the metrics as CSV.")] = None,
+    baselines: Annotated[bool, typer.Option(help="Fit and score the regressions too.")] = True,
+    max_patches: Annotated[
+        int | None, typer.Option(help="At most this many patches per split.")
+    ] = None,
+) -> None:
+    """Score a model, its encoders and the baselines per split (Markdown + CSV).
+
+    Example: lamap evaluate --model model.pt --cache model.cache --csv metrics.csv
+    """
+    from lamap.train.run import evaluate_checkpoint
+
+    typer.echo(
+        evaluate_checkpoint(model, cache, out_csv=csv, baselines=baselines, max_patches=max_patches)
+    )
+
+
+@app.command()
 def bench(
     world: Annotated[
         Path | None, typer.Option(help="A demo world (default: generate a temporary one).")

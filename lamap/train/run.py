@@ -1,0 +1,165 @@
+"""``lamap train`` and ``lamap evaluate`` as short orchestrators over the training stages.
+
+catalog + bbox + dates ─▶ training cache (patches from the same cubes and features as
+``lamap map``) ─▶ datasets per split ─▶ the three-stage recipe ─▶ checkpoint ─▶ evaluation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lamap.features import FeatureSpec
+from lamap.grid import BBoxLike, parse_bbox
+
+__all__ = ["TrainRun", "evaluate_checkpoint", "train_from_catalog"]
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """What ``lamap train`` did: the checkpoint, the cache and the training summary."""
+
+    checkpoint: Path
+    cache: Path
+    summary: dict[str, Any]
+
+
+def _is_world(catalog: str) -> bool:
+    return Path(catalog, "world.json").is_file()
+
+
+def train_from_catalog(
+    catalog: str,
+    bbox: BBoxLike,
+    start: dt.date | str,
+    end: dt.date | str,
+    out: str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    patch: int = 256,
+    preset: str = "full",
+    resume: bool = False,
+    time_limit_s: float | None = None,
+    config_overrides: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> TrainRun:
+    """Build (or reuse) the training cache, then train the fused model with the recipe.
+
+    Parameters
+    ----------
+    catalog : str
+        Profile name, STAC API URL or demo world directory.
+    bbox : bbox-like
+        Training area ``W,S,E,N``; on a demo world its held-out area is kept out.
+    start, end : date or str
+        Range of the target days t.
+    out : path-like
+        The checkpoint to write (every epoch); a ``.state.pt`` next to it allows ``resume``.
+    cache_dir : path-like, optional
+        Where the training cache lives (default: ``<out>.cache``); reused when it matches.
+    patch : int
+        Patch edge in pixels (a multiple of 4).
+    preset : {"full", "cpu-demo"}
+        ``full``: MODEL.md's recipe (100 epochs end to end, for GPUs); ``cpu-demo``: the
+        budget the shipped demo weights were trained with on a 2-core CPU.
+    resume : bool
+        Continue an interrupted run from its state file.
+    time_limit_s : float, optional
+        Start no new epoch after this many seconds.
+    config_overrides : dict, optional
+        :class:`lamap.train.loop.TrainConfig` fields to change.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    TrainRun
+    """
+    from lamap.model import ModelConfig, seeded_model
+    from lamap.train.cache import CacheOptions, build_cache
+    from lamap.train.data import PatchDataset
+    from lamap.train.loop import TrainConfig, train
+
+    area = parse_bbox(bbox)
+    out_path = Path(out)
+    cache_path = Path(cache_dir) if cache_dir else out_path.with_suffix(".cache")
+    cache = build_cache(
+        catalog,
+        area,
+        start,
+        end,
+        cache_path,
+        patch=patch,
+        options=CacheOptions(min_valid=0.0),
+        progress=progress,
+    )
+    config = TrainConfig.cpu_demo() if preset == "cpu-demo" else TrainConfig()
+    if config_overrides:
+        config = TrainConfig.from_dict({**config.to_dict(), **config_overrides})
+    train_set = PatchDataset(
+        cache, cache.split_indices("train"), augment=True, rng_seed=config.seed
+    )
+    val_set = PatchDataset(cache, cache.split_indices("validation"))
+    model = seeded_model(config.seed, ModelConfig())
+    info = {
+        "catalog": str(catalog),
+        "bbox": list(area.to_tuple()),
+        "start": str(start),
+        "end": str(end),
+        "patch": patch,
+        "cache": str(cache_path),
+        "preset": preset,
+        "synthetic": _is_world(catalog),
+    }
+    result = train(
+        model,
+        train_set,
+        val_set,
+        config,
+        out=out_path,
+        feature_spec=FeatureSpec.from_dict(cache.feature_spec).to_dict(),
+        data_info=info,
+        progress=progress,
+        resume=resume,
+        time_limit_s=time_limit_s,
+    )
+    return TrainRun(out_path, cache_path, result.summary)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str],
+    *,
+    out_csv: str | os.PathLike[str] | None = None,
+    baselines: bool = True,
+    max_patches: int | None = None,
+) -> str:
+    """Score a checkpoint and the baselines on the cache's splits; return a Markdown report.
+
+    Parameters
+    ----------
+    checkpoint : path-like
+        From ``lamap train``.
+    cache_dir : path-like
+        Its training cache (the same feature definition).
+    out_csv : path-like, optional
+        Also write the long-format CSV.
+    baselines : bool
+        Fit and score the pixel-wise regressions too.
+    max_patches : int, optional
+        Score at most this many patches per split (faster).
+
+    Returns
+    -------
+    str
+        The Markdown tables.
+    """
+    from lamap.train.evaluate import evaluate
+
+    result = evaluate(str(checkpoint), str(cache_dir), baselines=baselines, max_patches=max_patches)
+    if out_csv:
+        result.to_csv(out_csv)
+    return str(result.to_markdown())
