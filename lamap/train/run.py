@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lamap.features import FeatureSpec
 from lamap.grid import BBoxLike, parse_bbox
 
 __all__ = ["TrainRun", "evaluate_checkpoint", "train_from_catalog"]
@@ -120,7 +119,7 @@ def train_from_catalog(
         val_set,
         config,
         out=out_path,
-        feature_spec=FeatureSpec.from_dict(cache.feature_spec).to_dict(),
+        feature_spec=cache.feature_spec.to_dict(),
         data_info=info,
         progress=progress,
         resume=resume,
