@@ -36,3 +36,22 @@ def tiny_api(tiny_world):  # type: ignore[no-untyped-def]
 
     with StacServer(tiny_world.item_paths, collections=tiny_world.collection_paths) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded, untrained checkpoint of the tiny network (fast, same receptive field)."""
+    from lamap.features import FeatureSpec
+    from lamap.model import ModelConfig, save_checkpoint, seeded_model
+
+    path = tmp_path_factory.mktemp("model") / "seeded.pt"
+    save_checkpoint(path, seeded_model(0, ModelConfig.tiny()), feature_spec=FeatureSpec().to_dict())
+    return path
+
+
+@pytest.fixture(scope="session")
+def grid(tiny_world):  # type: ignore[no-untyped-def]
+    """A small EPSG:3035 grid over the tiny world: 128-px chunks and shards, 256-px tiles."""
+    from lamap.grid import Grid
+
+    return Grid.from_bbox(tiny_world.bbox, crs="EPSG:3035", chunk=128, shard=128, tile=256)

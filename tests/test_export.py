@@ -16,10 +16,9 @@ from rio_cogeo.cogeo import cog_validate
 from cli.main import main as cli
 from lamap.cluster import ClusterSpec
 from lamap.export import LEGEND_MIN_HEIGHT, LEGEND_WIDTH, export_cog, info, quicklook
-from lamap.features import FeatureSpec
 from lamap.grid import Grid, Window
 from lamap.mapping import map_lai
-from lamap.model import ModelConfig, file_sha256, save_checkpoint, seeded_model
+from lamap.model import file_sha256
 from lamap.store import LaiStore, StoreError
 from lamap.synthetic.world import World
 
@@ -28,18 +27,6 @@ DATE = dt.date(2024, 4, 28)
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Use `@` matmul instead of `\\*` mul:PendingDeprecationWarning"
 )
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "seeded.pt"
-    save_checkpoint(path, seeded_model(0, ModelConfig.tiny()), feature_spec=FeatureSpec().to_dict())
-    return path
-
-
-@pytest.fixture(scope="module")
-def grid(tiny_world: World) -> Grid:
-    return Grid.from_bbox(tiny_world.bbox, crs="EPSG:3035", chunk=128, shard=128, tile=256)
 
 
 @pytest.fixture(scope="module")

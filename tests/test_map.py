@@ -14,10 +14,8 @@ import xarray as xr
 from lamap.catalog import open_catalog, search
 from lamap.cluster import ClusterSpec
 from lamap.cube import CubeWindow, scl_cube
-from lamap.features import FeatureSpec
-from lamap.grid import Grid
 from lamap.mapping import map_lai
-from lamap.model import ModelConfig, file_sha256, save_checkpoint, seeded_model
+from lamap.model import file_sha256
 from lamap.plan import s2_days
 from lamap.synthetic.world import World
 
@@ -32,18 +30,6 @@ def cluster():  # type: ignore[no-untyped-def]
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
     ) as local:
         yield ClusterSpec(scheduler=local.scheduler_address)
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "seeded.pt"
-    save_checkpoint(path, seeded_model(0, ModelConfig.tiny()), feature_spec=FeatureSpec().to_dict())
-    return path
-
-
-@pytest.fixture(scope="module")
-def grid(tiny_world: World) -> Grid:
-    return Grid.from_bbox(tiny_world.bbox, crs="EPSG:3035", chunk=128, shard=128, tile=256)
 
 
 @pytest.fixture(scope="module")

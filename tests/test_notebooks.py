@@ -9,19 +9,14 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from lamap.features import FeatureSpec
-from lamap.model import ModelConfig, save_checkpoint, seeded_model
 from lamap.synthetic.world import World
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 @pytest.mark.parametrize("name", ["read_store.ipynb", "train_walkthrough.ipynb"])
-def test_notebook_runs(name: str, tiny_world: World, tmp_path: Path,
+def test_notebook_runs(name: str, tiny_world: World, model: Path, tmp_path: Path,
                        monkeypatch: pytest.MonkeyPatch) -> None:
-    model = tmp_path / "model.pt"
-    save_checkpoint(model, seeded_model(0, ModelConfig.tiny()),
-                    feature_spec=FeatureSpec().to_dict())
     monkeypatch.setenv("LAMAP_DEMO_WORLD", str(tiny_world.root))
     monkeypatch.setenv("LAMAP_DEMO_STORE", str(tmp_path / "lai.zarr"))
     monkeypatch.setenv("LAMAP_WORKDIR", str(tmp_path / "work"))
@@ -30,6 +25,7 @@ def test_notebook_runs(name: str, tiny_world: World, tmp_path: Path,
     book = nbformat.read(NOTEBOOKS / name, as_version=4)
     NotebookClient(book, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = [o for cell in book.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    code = [cell for cell in book.cells if cell.cell_type == "code"]
+    outputs = [o for cell in code for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert outputs, "the notebook produced no output"

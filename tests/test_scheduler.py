@@ -32,7 +32,7 @@ from lamap.grid import Grid
 from lamap.infer import ModelRef
 from lamap.mapping import MapReport, tile_arrays
 from lamap.mapping import map_lai as run_map
-from lamap.model import ModelConfig, recommended_halo, save_checkpoint, seeded_model
+from lamap.model import ModelConfig, recommended_halo
 from lamap.plan import TimeSteps, plan_time_steps, search_window
 from lamap.store import LaiStore
 from lamap.synthetic.world import World
@@ -44,18 +44,6 @@ NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "seeded.pt"
-    save_checkpoint(path, seeded_model(0, ModelConfig.tiny()), feature_spec=FeatureSpec().to_dict())
-    return path
-
-
-@pytest.fixture(scope="module")
-def grid(tiny_world: World) -> Grid:
-    return Grid.from_bbox(tiny_world.bbox, crs="EPSG:3035", chunk=128, shard=128, tile=256)
 
 
 @pytest.fixture(scope="module")
