@@ -21,6 +21,7 @@ from lamap.train.loop import (
     TrainConfig,
     TrainingError,
     batch_weight,
+    init_head_biases,
     milestones,
     stage_loss,
     state_path,
@@ -253,3 +254,23 @@ def test_bfloat16_autocast_trains_with_float32_weights(
     assert result.complete and all(np.isfinite(r.train_loss) for r in result.history)
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert not _states_equal(model, seeded_model(0, TINY))
+
+
+def test_head_biases_start_at_the_mean_target(
+        tmp_path: Path, data: tuple[PatchDataset, PatchDataset]) -> None:
+    items = [data[0][i] for i in range(len(data[0]))]
+    weights = torch.stack([item["weight"] for item in items]).double()
+    targets = torch.stack([item["target"] for item in items]).double()
+    expected = float((weights * targets).sum() / weights.sum())
+    model = seeded_model(0, TINY)
+    assert init_head_biases(model, data[0], batch_size=8, max_batches=100) == pytest.approx(
+        expected)
+    for head in (model.enc1.head, model.enc2.head, model.decoder.out):
+        assert head.bias is not None
+        assert torch.allclose(head.bias, torch.tensor(expected, dtype=torch.float32))
+    config = replace(QUICK, epochs_enc1=0, epochs_enc2=0, epochs=1, max_steps_per_epoch=1)
+    on = train(seeded_model(0, TINY), data[0], None, config, out=tmp_path / "a.pt",
+               feature_spec=SPEC, progress=False)
+    off = train(seeded_model(0, TINY), data[0], None, replace(config, init_head_bias=False),
+                out=tmp_path / "b.pt", feature_spec=SPEC, progress=False)
+    assert 0.1 < on.summary["head_bias_init"] < 1.0 and off.summary["head_bias_init"] is None
