@@ -866,8 +866,11 @@ def _plain(value: Any, where: str) -> Any:
         return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, np.generic):
         return _plain(value.item(), where)
-    if value is None or isinstance(value, str | int | float | bool):
+    if value is None or isinstance(value, bool):
         return value
+    for plain in (str, int, float):  # subclasses (torch.__version__ is a str subclass)
+        if isinstance(value, plain):
+            return plain(value)
     if isinstance(value, Tensor):
         return value.detach().cpu().clone()
     raise InputError(

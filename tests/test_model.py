@@ -352,3 +352,15 @@ def test_resolve_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_checkpoint_metadata_with_str_subclasses_loads(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from lamap.features import FeatureSpec
+    from lamap.model import ModelConfig, load_checkpoint, save_checkpoint, seeded_model
+
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, seeded_model(0, ModelConfig.tiny()),
+                    feature_spec=FeatureSpec().to_dict(), training={"torch": torch.__version__})
+    assert load_checkpoint(path).training["torch"] == str(torch.__version__)
