@@ -163,10 +163,16 @@ def map_(
 
 @app.command()
 def train(
-    bbox: Annotated[str, typer.Option(help="Training area W,S,E,N in degrees.")],
-    start: Annotated[dt.date, typer.Option(help="First target day.", parser=parse_date)],
-    end: Annotated[dt.date, typer.Option(help="Last target day.", parser=parse_date)],
     out: Annotated[Path, typer.Option(help="Checkpoint to write (model.pt).")],
+    bbox: Annotated[
+        str | None, typer.Option(help="Training area W,S,E,N (default on a demo world: all).")
+    ] = None,
+    start: Annotated[
+        dt.date | None, typer.Option(help="First target day (YYYY-MM-DD).", parser=parse_date)
+    ] = None,
+    end: Annotated[
+        dt.date | None, typer.Option(help="Last target day (YYYY-MM-DD).", parser=parse_date)
+    ] = None,
     catalog: Annotated[
         str, typer.Option(help="planetary-computer, a STAC API URL or a demo world.")
     ] = "planetary-computer",
@@ -186,8 +192,8 @@ def train(
 ) -> None:
     """Train the fused model on the same cubes `lamap map` uses (the paper's recipe).
 
-    Example: lamap train --catalog demo-world --bbox 5.86,48.61,6.14,48.79
-    --start 2024-04-13 --end 2024-07-27 --out model.pt --preset cpu-demo --patch 128
+    Example (the shipped demo weights): lamap train --catalog demo-world
+    --out demo_model.pt --patch 128 --preset cpu-demo --device cpu
     """
     from lamap.train.run import train_from_catalog
 

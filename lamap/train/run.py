@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lamap.errors import InputError
 from lamap.grid import BBoxLike, parse_bbox
 
 __all__ = ["TrainRun", "evaluate_checkpoint", "train_from_catalog"]
@@ -30,11 +31,31 @@ def _is_world(catalog: str) -> bool:
     return Path(catalog, "world.json").is_file()
 
 
+def _world_defaults(
+    catalog: str, bbox: BBoxLike | None, start: dt.date | str | None, end: dt.date | str | None
+) -> tuple[BBoxLike, dt.date | str, dt.date | str]:
+    """Fill a demo world's bbox and date range where they are not given."""
+    if bbox is not None and start is not None and end is not None:
+        return bbox, start, end
+    if not _is_world(catalog):
+        raise InputError(
+            "--bbox, --start and --end are required unless --catalog is a demo world directory"
+        )
+    from lamap.synthetic.world import load_world
+
+    world = load_world(catalog)
+    return (
+        bbox if bbox is not None else world.bbox,
+        start if start is not None else world.s2_dates[0],
+        end if end is not None else world.s2_dates[-1],
+    )
+
+
 def train_from_catalog(
     catalog: str,
-    bbox: BBoxLike,
-    start: dt.date | str,
-    end: dt.date | str,
+    bbox: BBoxLike | None,
+    start: dt.date | str | None,
+    end: dt.date | str | None,
     out: str | os.PathLike[str],
     *,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -51,10 +72,11 @@ def train_from_catalog(
     ----------
     catalog : str
         Profile name, STAC API URL or demo world directory.
-    bbox : bbox-like
-        Training area ``W,S,E,N``; on a demo world its held-out area is kept out.
-    start, end : date or str
-        Range of the target days t.
+    bbox : bbox-like, optional
+        Training area ``W,S,E,N``; on a demo world its held-out area is kept out (default
+        for a demo world: the whole world).
+    start, end : date or str, optional
+        Range of the target days t (default for a demo world: its first and last S2 day).
     out : path-like
         The checkpoint to write (every epoch); a ``.state.pt`` next to it allows ``resume``.
     cache_dir : path-like, optional
@@ -63,7 +85,7 @@ def train_from_catalog(
         Patch edge in pixels (a multiple of 4).
     preset : {"full", "cpu-demo"}
         ``full``: MODEL.md's recipe (100 epochs end to end, for GPUs); ``cpu-demo``: the
-        budget the shipped demo weights were trained with on a 2-core CPU.
+        budget the shipped demo weights were trained with on a 2-core CPU (bfloat16).
     resume : bool
         Continue an interrupted run from its state file.
     time_limit_s : float, optional
@@ -82,6 +104,7 @@ def train_from_catalog(
     from lamap.train.data import PatchDataset
     from lamap.train.loop import TrainConfig, train
 
+    bbox, start, end = _world_defaults(catalog, bbox, start, end)
     area = parse_bbox(bbox)
     out_path = Path(out)
     cache_path = Path(cache_dir) if cache_dir else out_path.with_suffix(".cache")
@@ -95,7 +118,9 @@ def train_from_catalog(
         options=CacheOptions(min_valid=0.0),
         progress=progress,
     )
-    config = TrainConfig.cpu_demo() if preset == "cpu-demo" else TrainConfig()
+    config = TrainConfig()
+    if preset == "cpu-demo":  # what the shipped demo weights were trained with
+        config = TrainConfig.cpu_demo(patch_size=patch, minutes=35, precision="bfloat16")
     if config_overrides:
         config = TrainConfig.from_dict({**config.to_dict(), **config_overrides})
     train_set = PatchDataset(
@@ -123,7 +148,7 @@ def train_from_catalog(
         data_info=info,
         progress=progress,
         resume=resume,
-        time_limit_s=time_limit_s,
+        time_limit_s=time_limit_s if time_limit_s is not None else _limit(preset),
     )
     return TrainRun(out_path, cache_path, result.summary)
 
@@ -162,3 +187,8 @@ def evaluate_checkpoint(
     if out_csv:
         result.to_csv(out_csv)
     return str(result.to_markdown())
+
+
+def _limit(preset: str) -> float | None:
+    """Return the time limit of a preset: the demo stops starting epochs after 40 min."""
+    return 40 * 60.0 if preset == "cpu-demo" else None
