@@ -195,7 +195,8 @@ def _model_ref(model: str | os.PathLike[str] | None, catalog: str, options: MapO
 
     path = _model_path(model, catalog)
     loaded = load_checkpoint(path)
-    if loaded.training.get("synthetic"):
+    data = loaded.training.get("data") or {}
+    if loaded.training.get("synthetic") or data.get("synthetic"):
         warnings.warn(
             f"the model {path} was trained on lamap's synthetic world: fine for the demo, "
             "not for real Sentinel data; pass --model with weights trained by `lamap train`",
