@@ -26,22 +26,17 @@ import lamap.stac_server as stac_server
 from lamap._stac import filter_items, parse_stac_datetime
 from lamap.errors import CatalogError, InputError
 from lamap.stac_server import StacServer, find_rustac, serve_directory
+from tests.conftest import FIXTURES
 
 
 def _fixture_dir() -> Path:
-    """Return the real STAC item fixtures (``LAMAP_STAC_FIXTURES`` or ../shared)."""
-    candidates = [
-        Path(os.environ.get("LAMAP_STAC_FIXTURES", "/nonexistent")),
-        Path(__file__).resolve().parents[1] / "tests" / "data" / "stac",
-        Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "stac",
-    ]
-    for candidate in candidates:
-        if (candidate / "PROVENANCE.md").is_file():
-            return candidate
-    raise FileNotFoundError(f"STAC fixtures not found in any of {candidates}")
+    """Return the real STAC item fixtures (../shared/fixtures/stac, or $LAMAP_SHARED)."""
+    if not (FIXTURES / "PROVENANCE.md").is_file():
+        raise FileNotFoundError(f"STAC fixtures not found in {FIXTURES}: set LAMAP_SHARED")
+    return FIXTURES
 
 
-FIXTURES = _fixture_dir()
+_fixture_dir()  # fail early, with the fix, if ../shared is missing
 ITEM_FILES = [
     FIXTURES / "pc-sentinel-2-l2a-13TDE-2024-05-30-to-06-21.json",
     FIXTURES / "pc-sentinel-2-l2a-13TDE-2024-08-23-to-25.json",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,22 +16,17 @@ import referencing.exceptions
 import lamap._validate as validate
 from lamap._validate import StacValidationError, stac_problems, validate_stac
 from lamap.errors import CatalogError
+from tests.conftest import FIXTURES
 
 
 def _fixture_dir() -> Path:
-    """Return the real STAC item fixtures (``LAMAP_STAC_FIXTURES`` or ../shared)."""
-    candidates = [
-        Path(os.environ.get("LAMAP_STAC_FIXTURES", "/nonexistent")),
-        Path(__file__).resolve().parents[1] / "tests" / "data" / "stac",
-        Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "stac",
-    ]
-    for candidate in candidates:
-        if (candidate / "PROVENANCE.md").is_file():
-            return candidate
-    raise FileNotFoundError(f"STAC fixtures not found in any of {candidates}")
+    """Return the real STAC item fixtures (../shared/fixtures/stac, or $LAMAP_SHARED)."""
+    if not (FIXTURES / "PROVENANCE.md").is_file():
+        raise FileNotFoundError(f"STAC fixtures not found in {FIXTURES}: set LAMAP_SHARED")
+    return FIXTURES
 
 
-FIXTURES = _fixture_dir()
+_fixture_dir()  # fail early, with the fix, if ../shared is missing
 FIXTURE_FILES = sorted(FIXTURES.rglob("*.json"))
 
 
