@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,8 @@ from cli.types import parse_date, parse_device, parse_size
 from lamap.errors import LamapError
 
 __all__ = ["app", "main"]
+
+_default_showwarning = warnings.showwarning
 
 app = typer.Typer(
     name="lamap",
@@ -379,8 +382,20 @@ class _Step:
         self.bar.update(1)  # type: ignore[attr-defined]
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *_args: object,
+                  **_kwargs: object) -> None:
+    """Print lamap's own warnings as one plain line; others the usual way."""
+    from lamap.errors import LamapWarning
+
+    if issubclass(category, LamapWarning):
+        typer.echo(f"lamap: warning: {message}", err=True)
+    else:
+        _default_showwarning(message, category, *_args, **_kwargs)  # type: ignore[arg-type]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; user errors become one line and exit code 2."""
+    warnings.showwarning = _show_warning
     try:
         app(args=argv, standalone_mode=False)
     except LamapError as err:
