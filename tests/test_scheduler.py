@@ -271,7 +271,7 @@ def test_gpu_tasks_run_only_on_gpu_workers(gpu_client, tile_plan, model, externa
 
     lai, source = _gpu_arrays(tile_plan, model)
     with get_task_stream(gpu_client) as stream:
-        # unoptimised: blockwise fusion would drop the annotation (see the xfail below)
+        # computed unoptimised here on purpose; the next test checks the optimised map graph
         lai_values, source_values = gpu_client.compute([lai, source], optimize_graph=False)
         lai_values, source_values = lai_values.result(), source_values.result()
     infer = _infer_annotations(gpu_client)
