@@ -22,6 +22,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from lamap._dates import as_date
 from lamap.catalog import CatalogProfile, SearchResult, open_catalog, search
 from lamap.cluster import ClusterSpec, dashboard_link, get_client
 from lamap.cube import CubeWindow, tile_cubes
@@ -89,15 +90,6 @@ class MapReport:
     no_input: dict[str, str] = field(default_factory=dict)
     dashboard: str | None = None
     seconds: float = 0.0
-
-
-def _as_date(value: dt.date | str) -> dt.date:
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise InputError(f"{value!r} is not a date; write it as YYYY-MM-DD") from None
 
 
 @contextmanager
@@ -299,7 +291,7 @@ def map_lai(
     """
     started = time.perf_counter()
     options, say = options or MapOptions(), progress or (lambda _line: None)
-    day, area = _as_date(date), parse_bbox(bbox)
+    day, area = as_date(date), parse_bbox(bbox)
     store = _open_store(out, grid)
     tiles = store.grid.tiles_for_bbox(area)
     report = MapReport(day, str(out), [t.id for t in tiles])

@@ -49,6 +49,7 @@ from typing import Any, Literal, TypeVar, cast
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from lamap._dates import as_date
 from lamap.catalog import FootprintLike, S1Scene, S2Scene, as_geometry
 from lamap.errors import InputError, NoInputError
 
@@ -399,7 +400,7 @@ def plan_time_steps(
     InputError
         For out-of-range options or a malformed date or footprint.
     """
-    when = _as_date(date)
+    when = as_date(date)
     _check_options(lookback_days, s1_tolerance_days, min_coverage)
     s2_scenes = tuple(s2_scenes)
     area = _data_area(as_geometry(footprint), s2_scenes)
@@ -493,7 +494,7 @@ def search_window(
     InputError
         If ``dates`` is empty or malformed.
     """
-    parsed = [_as_date(d) for d in dates]
+    parsed = [as_date(d) for d in dates]
     if not parsed:
         raise InputError("search_window needs at least one date")
     _check_options(lookback_days, s1_tolerance_days, 0.0)
@@ -560,17 +561,6 @@ def _describe(area: BaseGeometry, tile_id: str | None) -> str:
     if area.geom_type == "Point":
         return f"point ({area.x:.4f}, {area.y:.4f})"
     return "bbox (" + ", ".join(f"{v:.4f}" for v in area.bounds) + ")"
-
-
-def _as_date(value: dt.date | str) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).date() if value.tzinfo else value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError as err:
-        raise InputError(f"not a date (YYYY-MM-DD): {value!r}") from err
 
 
 def _check_options(lookback_days: int, s1_tolerance_days: int, min_coverage: float) -> None:

@@ -95,6 +95,7 @@ import zarr
 from tqdm import tqdm
 
 from lamap import __version__
+from lamap._dates import as_date
 from lamap.catalog import CatalogProfile, SearchResult, open_catalog, search
 from lamap.cube import CubeWindow, tile_cubes
 from lamap.errors import InputError, NoInputError
@@ -284,17 +285,6 @@ class _Request:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _as_date(value: dt.date | str, what: str) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise InputError(f"{what} {value!r} is not a date; write it as YYYY-MM-DD") from None
-
-
 def _catalog_id(source: str) -> tuple[dict[str, Any], World | None]:
     profile = open_catalog(source)
     if profile.local_world is None:
@@ -309,7 +299,7 @@ def _catalog_id(source: str) -> tuple[dict[str, Any], World | None]:
 
 def _request(catalog: str, bbox: BBoxLike, start: dt.date | str, end: dt.date | str,
              patch: int, spec: FeatureSpec, options: CacheOptions) -> _Request:
-    first, last = _as_date(start, "start"), _as_date(end, "end")
+    first, last = as_date(start, "start"), as_date(end, "end")
     if last < first:
         raise InputError(f"end {last} is before start {first}: give --start <= --end")
     ids, world = _catalog_id(str(catalog))

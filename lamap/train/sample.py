@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from lamap._dates import as_date
 from lamap.catalog import S2Scene, SearchResult
 from lamap.errors import InputError
 from lamap.grid import BBoxLike, CRSLike, Grid, Window, parse_bbox
@@ -71,17 +72,6 @@ DEFAULT_TRAINING_CRS = "EPSG:3035"
 DOWNSAMPLING = 4
 #: Patches per tile edge of the training grid (the tile plays no role in training).
 _PATCHES_PER_TILE = 4
-
-
-def _as_date(value: dt.date | str) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise InputError(f"{value!r} is not a date; write it as YYYY-MM-DD") from None
 
 
 def expected_valid(day: S2Day, scenes: Mapping[str, S2Scene]) -> float:
@@ -142,7 +132,7 @@ def find_samples(
     InputError
         If ``end`` is before ``start`` or an option is out of range.
     """
-    first, last = _as_date(start), _as_date(end)
+    first, last = as_date(start), as_date(end)
     if last < first:
         raise InputError(f"end {last} is before start {first}: give --start <= --end")
     if not 0.0 <= min_valid <= 1.0:
