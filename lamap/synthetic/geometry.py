@@ -230,6 +230,23 @@ class ProductGrid:
             cache[res] = TruthIndex.build(self.truth, *self.truth_xy(res))
         return cache[res]
 
+    def valid(self, swath: Polygon, resolution: float | None = None) -> np.ndarray:
+        """Pixels on the truth grid and inside ``swath`` (EPSG:3035), cached per swath.
+
+        A world has only a few swaths (one per orbit and pass direction), so the mask is
+        computed once per grid and swath, not once per acquisition.
+        """
+        res = resolution or self.resolution
+        cache: dict[tuple[bytes, float], np.ndarray] = self.__dict__.setdefault(
+            "_valid_cache", {}
+        )
+        key = (shapely.to_wkb(swath), res)
+        if key not in cache:
+            index = self.truth_index(res)
+            inside = np.asarray(shapely.contains_xy(swath, index.x, index.y))
+            cache[key] = index.inside & inside
+        return cache[key]
+
     def sample(self, truth_array: np.ndarray, resolution: float | None = None) -> np.ndarray:
         """Take ``truth_array`` (truth-grid shaped in its first two axes) onto this grid."""
         index = self.truth_index(resolution)

@@ -298,8 +298,7 @@ def _write_s2(
         folder = out / "data" / "sentinel-2-l2a" / grid.name / acq.time.strftime("%Y%m%d")
         stem = f"T{grid.name}_{acq.time:%Y%m%dT%H%M%S}"
         hrefs: dict[str, str] = {}
-        index10 = grid.truth_index(10)
-        valid10 = index10.inside & _contains(acq.swath, index10.x, index10.y)
+        valid10 = grid.valid(acq.swath, 10)
         refl10 = grid.sample(observed, 10)
         refl20 = _block_mean(refl10)
         valid20 = _block_mean(valid10.astype(np.float32)) == 1.0
@@ -331,12 +330,6 @@ def _write_s2(
         properties = _scene_properties(scl20, valid20, sun)
         items.append(s2_item(acq, grid, footprint, hrefs, properties))
     return items
-
-
-def _contains(polygon: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    import shapely
-
-    return np.asarray(shapely.contains_xy(polygon, x, y))
 
 
 def _render_s2(
@@ -385,8 +378,7 @@ def _render_s1(out: Path, scene: _Scene, index: int, acq: S1Acquisition) -> dict
     incidence = np.broadcast_to(
         acq.incidence[0] + (acq.incidence[1] - acq.incidence[0]) * ramp, lai.shape
     )
-    index10 = grid.truth_index(10)
-    valid = index10.inside & _contains(acq.swath, index10.x, index10.y)
+    valid = grid.valid(acq.swath, 10)
     hrefs = {}
     folder = out / "data" / "sentinel-1-rtc" / acq.time.strftime("%Y%m%d")
     item_id = s1_item_id(acq)
