@@ -18,8 +18,13 @@ from lamap.train.cache import Cache, open_cache
 from lamap.train.data import PatchDataset
 from lamap.train.loop import (
     STAGES,
+    EpochRecord,
+    Stage,
     TrainConfig,
     TrainingError,
+    ValMetrics,
+    _is_best,
+    _selected,
     batch_weight,
     init_head_biases,
     milestones,
@@ -79,7 +84,9 @@ def test_config_defaults_are_the_paper_recipe_and_json_round_trip(tmp_path: Path
     assert (cfg.alpha, cfg.beta) == (0.1, 0.15)
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     demo = TrainConfig.cpu_demo()
-    assert demo.device == "cpu" and demo.threads == 2 and demo.max_steps_per_epoch
+    assert demo.device == "cpu" and demo.threads == 2 and demo.precision == "bfloat16"
+    # about 75 minutes on the demo world's ~430 training and ~50 validation patches
+    assert 60 * 60 < demo.estimate_cpu_seconds(256, train_patches=430, val_patches=50) < 85 * 60
     path = tmp_path / "train.yaml"
     path.write_text("epochs: 7\nbatch_size: 4\ncloudy_weight: 3\n")
     assert TrainConfig.from_yaml(path) == TrainConfig(epochs=7, batch_size=4, cloudy_weight=3)
@@ -147,7 +154,14 @@ def test_training_lowers_validation_loss_and_checkpoints(
     assert summary["data"] == {"cache": "fake", "train_size": 28, "val_size": 5}
     assert summary["steps"] == 18 * 4 and len(summary["history"]) == 18
     assert summary["config"] == config.to_dict()
-    assert _states_equal(loaded.model, model)
+    # the checkpoint keeps the fused epoch with the lowest validation RMSE
+    fused_rmse = [r.val.rmse for r in result.history if r.stage == "fused" and r.val]
+    selected = summary["selected"]
+    assert selected["stage"] == "fused" and selected["val_rmse"] == min(fused_rmse)
+    assert fused_rmse[selected["epoch"] - 1] == min(fused_rmse)
+    assert validate(loaded.model, val_data).rmse == pytest.approx(min(fused_rmse), rel=1e-3)
+    if selected["epoch"] == len(fused_rmse):
+        assert _states_equal(loaded.model, model)
 
 
 def test_learning_rate_decays_at_the_milestones(
@@ -274,3 +288,19 @@ def test_head_biases_start_at_the_mean_target(
     off = train(seeded_model(0, TINY), data[0], None, replace(config, init_head_bias=False),
                 out=tmp_path / "b.pt", feature_spec=SPEC, progress=False)
     assert 0.1 < on.summary["head_bias_init"] < 1.0 and off.summary["head_bias_init"] is None
+
+
+def test_checkpoint_epoch_is_the_best_of_the_last_stage() -> None:
+    def record(stage: Stage, epoch: int, rmse: float | None) -> EpochRecord:
+        val = None if rmse is None else ValMetrics(rmse**2, rmse, 1 - rmse, 10)
+        return EpochRecord(stage, epoch, 1, 1e-3, 0.1, val, 1.0)
+
+    history = [record("enc1", 1, 0.05), record("fused", 1, 0.2), record("fused", 2, 0.1)]
+    assert _is_best(history, "fused") and _selected(history)["epoch"] == 2  # type: ignore[index]
+    history.append(record("fused", 3, 0.15))  # worse: the checkpoint stays at epoch 2
+    assert not _is_best(history, "fused")
+    assert _selected(history) == {"stage": "fused", "epoch": 2, "val_rmse": 0.1, "val_r2": 0.9}
+    history.append(record("fused", 4, 0.1))  # a tie moves to the newer weights
+    assert _is_best(history, "fused") and _selected(history)["epoch"] == 4  # type: ignore[index]
+    no_val = [record("enc2", 1, None), record("enc2", 2, None)]
+    assert _is_best(no_val, "enc2") and _selected(no_val)["epoch"] == 2  # type: ignore[index]

@@ -120,7 +120,7 @@ def train_from_catalog(
     )
     config = TrainConfig()
     if preset == "cpu-demo":  # what the shipped demo weights were trained with
-        config = TrainConfig.cpu_demo(patch_size=patch, minutes=35, precision="bfloat16")
+        config = TrainConfig.cpu_demo()
     if config_overrides:
         config = TrainConfig.from_dict({**config.to_dict(), **config_overrides})
     train_set = PatchDataset(
@@ -190,5 +190,5 @@ def evaluate_checkpoint(
 
 
 def _limit(preset: str) -> float | None:
-    """Return the time limit of a preset: the demo stops starting epochs after 40 min."""
-    return 40 * 60.0 if preset == "cpu-demo" else None
+    """Return the time limit of a preset: the demo starts no epoch after 85 minutes."""
+    return 85 * 60.0 if preset == "cpu-demo" else None
