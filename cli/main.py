@@ -196,7 +196,7 @@ def train(
     """Train the fused model on the same cubes `lamap map` uses (the paper's recipe).
 
     Example (the shipped demo weights): lamap train --catalog demo-world
-    --out demo_model.pt --patch 128 --preset cpu-demo --device cpu
+    --out demo_model.pt --preset cpu-demo --device cpu
     """
     from lamap.train.run import train_from_catalog
 

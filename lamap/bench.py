@@ -3,7 +3,9 @@
 Everything is measured in one run on one machine, so the ratios mean something:
 
 - **model-only**: the fused model on prepared tensors, with the same block size, halo,
-  window and device as the map, in this process (px/s of output);
+  window, device and channels-last layout as the map, in this process (px/s of output);
+- **layout speed-up**: model-only throughput with channels-last weights and inputs over the
+  same with the default contiguous weights (the layout before lamap 0.1 switched);
 - **end-to-end**: ``lamap map`` over a demo world through the local STAC API and a
   ``LocalCluster`` (px/s of mapped tile area, search and planning included);
 - **halo factor**: pixels the model computes per output pixel, ``((b + 2h) / b)²`` for
@@ -22,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ import numpy as np
 from lamap.cluster import ClusterSpec
 from lamap.features import FeatureSpec
 from lamap.grid import Grid
-from lamap.infer import DEFAULT_BATCH, DEFAULT_WINDOW, predict_array
+from lamap.infer import DEFAULT_BATCH, DEFAULT_WINDOW, predict_array, set_layout
 from lamap.mapping import MapOptions, map_lai
 from lamap.model import load_checkpoint, recommended_halo, save_checkpoint, seeded_model
 from lamap.synthetic.world import World, WorldSpec, generate_world, load_world
@@ -51,11 +53,17 @@ class BenchRow:
     halo_factor: float
     peak_worker_mib: float
     seconds: float
+    model_contiguous_px_s: float = float("nan")
 
     @property
     def ratio(self) -> float:
         """End-to-end throughput as a fraction of model-only throughput."""
         return self.end_to_end_px_s / self.model_px_s
+
+    @property
+    def layout_speedup(self) -> float:
+        """Model-only throughput, channels-last over contiguous weights."""
+        return self.model_px_s / self.model_contiguous_px_s
 
 
 def halo_factor(block: int, halo: int, window: int = DEFAULT_WINDOW) -> float:
@@ -75,12 +83,18 @@ def model_throughput(
     window: int = DEFAULT_WINDOW,
     batch: int = DEFAULT_BATCH,
     repeats: int = 2,
+    channels_last: bool = True,
 ) -> float:
-    """Output px/s of the model alone on random prepared blocks (same path as a map)."""
+    """Output px/s of the model alone on random prepared blocks (same path as a map).
+
+    ``channels_last=False`` keeps the weights in the default layout (the baseline of the
+    layout speed-up).
+    """
     import torch
 
     torch.set_num_threads(1)
-    model = load_checkpoint(checkpoint, map_location=device)
+    model = set_layout(load_checkpoint(checkpoint, map_location=device),
+                       channels_last=channels_last)
     rng = np.random.default_rng(0)
     inputs = rng.random((20, block + 2 * halo, block + 2 * halo), dtype=np.float32)
     season = np.array([0.5, -0.8], dtype=np.float32)
@@ -201,28 +215,29 @@ def run_bench(
         ) as cluster:
             spec = ClusterSpec(scheduler=cluster.scheduler_address)
             for block in blocks:
-                say(f"block {block}: model only")
+                say(f"block {block}: model only, channels-last and contiguous weights")
                 model_px_s = model_throughput(path, block, halo, device=device)
+                contiguous_px_s = model_throughput(path, block, halo, device=device,
+                                                   channels_last=False)
                 grid = Grid.from_bbox(
                     the_world.bbox, crs="EPSG:3035", chunk=block, shard=block, tile=block
                 )
                 for count, bbox in _bboxes(grid, the_world).items():
                     say(f"block {block}: end to end, {count} tile(s)")
-                    rows.append(
-                        _end_to_end(
-                            the_world,
-                            grid,
-                            bbox,
-                            date,
-                            path,
-                            spec,
-                            work,
-                            block,
-                            halo,
-                            model_px_s,
-                            device,
-                        )
+                    row = _end_to_end(
+                        the_world,
+                        grid,
+                        bbox,
+                        date,
+                        path,
+                        spec,
+                        work,
+                        block,
+                        halo,
+                        model_px_s,
+                        device,
                     )
+                    rows.append(replace(row, model_contiguous_px_s=contiguous_px_s))
         return rows
 
 
@@ -275,18 +290,18 @@ def table(rows: list[BenchRow]) -> str:
     """Format the bench rows as a Markdown table."""
     head = (
         "| block px | halo px | area px | model-only px/s | end-to-end px/s | ratio | "
-        "halo factor | peak worker MiB |"
+        "halo factor | peak worker MiB | channels-last speed-up |"
     )
-    lines = [head, "|" + "---|" * 8]
+    lines = [head, "|" + "---|" * 9]
     for r in rows:
         lines.append(
             f"| {r.block} | {r.halo} | {r.area_px} | {r.model_px_s:,.0f} | "
             f"{r.end_to_end_px_s:,.0f} | {r.ratio:.2f} | {r.halo_factor:.2f} | "
-            f"{r.peak_worker_mib:,.0f} |"
+            f"{r.peak_worker_mib:,.0f} | {r.layout_speedup:.2f}× |"
         )
     return "\n".join(lines)
 
 
 def rows_as_dicts(rows: list[BenchRow]) -> list[dict[str, Any]]:
     """JSON-ready rows."""
-    return [{**asdict(r), "ratio": r.ratio} for r in rows]
+    return [{**asdict(r), "ratio": r.ratio, "layout_speedup": r.layout_speedup} for r in rows]
