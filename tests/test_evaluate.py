@@ -115,13 +115,17 @@ def test_pixel_features_stack_the_network_inputs() -> None:
 def _split_rows(arrays: dict[str, np.ndarray], split: str) -> np.ndarray:
     cloudy = arrays["cloudy_past"] >= 0.25
     test = arrays["split"] == 2
-    keep = {"cloudy": test & cloudy, "non-cloudy": test & ~cloudy,
-            "unique": arrays["split"] == 3}[split]
+    unique = arrays["split"] == 3
+    keep = {"cloudy": test & cloudy, "non-cloudy": test & ~cloudy, "unique": unique,
+            "unique-cloudy": unique & cloudy, "unique-non-cloudy": unique & ~cloudy}[split]
     return np.flatnonzero(keep)
 
 
-def test_every_method_and_scoring_set_is_reported(result: EvalResult) -> None:
-    assert result.splits == ["non-cloudy", "cloudy", "unique"]
+def test_every_method_and_scoring_set_is_reported(result: EvalResult,
+                                                  arrays: dict[str, np.ndarray]) -> None:
+    assert result.splits[:3] == ["non-cloudy", "cloudy", "unique"]
+    held_out = [s for s in ("unique-non-cloudy", "unique-cloudy") if _split_rows(arrays, s).size]
+    assert result.splits[3:] == held_out and held_out
     assert result.methods == list(METHODS)
     assert result.scorings("cloudy") == ["target", "target-common", "cloudy-t-snap",
                                          "cloudy-t-snap-common", "cloudy-t-truth",
@@ -190,7 +194,8 @@ def test_regressions_learn_the_learnable_world(result: EvalResult) -> None:
 
 def test_outputs_parse(tmp_path: Path, result: EvalResult) -> None:
     text = result.to_markdown()
-    assert text.count("| method | RMSE (m²/m²) | RMSE (LAI/5) | R² | pixels | coverage |") == 18
+    header = "| method | RMSE (m²/m²) | RMSE (LAI/5) | R² | pixels | coverage |"
+    assert text.count(header) == 6 * len(result.splits)  # 6 scoring sets per split
     gain = abs(result.gain("non-cloudy"))
     assert text.startswith(f"- non-cloudy: the model's RMSE is {gain:.0%}")
     table = next(c for c in text.split("\n\n") if c.startswith("| method"))

@@ -233,9 +233,12 @@ def test_splits_are_by_location_and_hold_out_the_world_area(
     assert sum(len(p) for p in parts.values()) == len(cache)
     assert set().union(*parts.values()) == set(range(len(cache)))
     assert parts["train"] and parts["unique"]
-    clear, cloudy = set(cache.split_indices("non-cloudy")), set(cache.split_indices("cloudy"))
-    assert clear | cloudy == parts["test"] and not clear & cloudy
-    assert all(index["cloudy_past"][i] >= cache.cloudy_threshold for i in cloudy)
+    for where, clear_name, cloudy_name in [("test", "non-cloudy", "cloudy"),
+                                           ("unique", "unique-non-cloudy", "unique-cloudy")]:
+        clear, cloudy = set(cache.split_indices(clear_name)), set(cache.split_indices(cloudy_name))
+        assert clear | cloudy == parts[where] and not clear & cloudy
+        assert all(index["cloudy_past"][i] >= cache.cloudy_threshold for i in cloudy)
+        assert all(index["cloudy_past"][i] < cache.cloudy_threshold for i in clear)
     with pytest.raises(InputError, match="unknown split"):
         cache.split_indices("training")
 

@@ -145,7 +145,11 @@ CACHE_FORMAT = 1
 #: The Zarr group inside the cache directory.
 STORE_NAME = "patches.zarr"
 #: Names :meth:`Cache.split_indices` accepts.
-SPLIT_NAMES = ("train", "validation", "test", "unique", "non-cloudy", "cloudy")
+SPLIT_NAMES = ("train", "validation", "test", "unique", "non-cloudy", "cloudy",
+               "unique-non-cloudy", "unique-cloudy")
+#: Splits by how clear the past is: name → (location split, past is cloudy).
+_PAST_SUBSETS = {"non-cloudy": ("test", False), "cloudy": ("test", True),
+                 "unique-non-cloudy": ("unique", False), "unique-cloudy": ("unique", True)}
 #: Default ``cloudy_past`` from which a test patch counts as cloudy.
 DEFAULT_CLOUDY_THRESHOLD = 0.25
 #: ``truth_cloud`` where the truth grid has no pixel.
@@ -882,9 +886,11 @@ class Cache:
 
         Parameters
         ----------
-        name : {"train", "validation", "test", "unique", "non-cloudy", "cloudy"}
+        name : {"train", "validation", "test", "unique", "non-cloudy", "cloudy", \
+                "unique-non-cloudy", "unique-cloudy"}
             ``non-cloudy`` and ``cloudy`` are the test rows whose ``cloudy_past`` is below,
-            respectively at least, the threshold.
+            respectively at least, the threshold; ``unique-non-cloudy`` and
+            ``unique-cloudy`` split the held-out area's rows the same way.
         cloudy_threshold : float, optional
             Overrides :attr:`cloudy_threshold`.
 
@@ -900,12 +906,12 @@ class Cache:
         """
         if name not in SPLIT_NAMES:
             raise InputError(f"unknown split {name!r}: use one of {list(SPLIT_NAMES)}")
-        code = SPLIT_CODES["test" if name in ("non-cloudy", "cloudy") else name]
-        keep = self.index["split"].to_numpy() == code
-        if name in ("non-cloudy", "cloudy"):
+        base, past = _PAST_SUBSETS.get(name, (name, None))
+        keep = self.index["split"].to_numpy() == SPLIT_CODES[base]
+        if past is not None:
             limit = self.cloudy_threshold if cloudy_threshold is None else cloudy_threshold
             cloudy = self.index["cloudy_past"].to_numpy() >= limit
-            keep &= cloudy if name == "cloudy" else ~cloudy
+            keep &= cloudy if past else ~cloudy
         return np.flatnonzero(keep).astype(np.int64)
 
 

@@ -1,7 +1,8 @@
 """Honest evaluation of the fused model against simple baselines, split by split.
 
 :func:`evaluate` scores, on each split of a training cache (default: the paper's
-"non-cloudy", "cloudy" and "unique areas"), these methods:
+"non-cloudy", "cloudy" and "unique areas", then the unique areas by how clear the past is),
+these methods:
 
 * ``model``: the decoder output of the fused network;
 * ``encoder 1``, ``encoder 2``: the heads of the radar and optical-history encoders inside
@@ -595,10 +596,15 @@ def _threads(threads: int) -> Iterator[None]:
 
 # --------------------------------------------------------------------------- entry point
 
+#: The paper's splits: unseen locations by how clear the past is, and the unique areas.
+PAPER_SPLITS = ("non-cloudy", "cloudy", "unique")
+#: The held-out (unique) area by how clear the past is.
+HELD_OUT_SPLITS = ("unique-non-cloudy", "unique-cloudy")
+
 
 def evaluate(model_or_checkpoint: FusedLAINet | str | os.PathLike[str] | None,
              cache: str | os.PathLike[str] | CacheLike, *,
-             splits: Sequence[str] = ("non-cloudy", "cloudy", "unique"),
+             splits: Sequence[str] | None = None,
              baselines: bool = True, fit_split: str = "train", max_pixels: int = 200_000,
              rf_max_pixels: int = 50_000, rf_trees: int = 50, rf_depth: int = 12,
              max_patches: int | None = None, batch_size: int = 16, device: str = "cpu",
@@ -614,9 +620,10 @@ def evaluate(model_or_checkpoint: FusedLAINet | str | os.PathLike[str] | None,
         The cache directory (opened with :func:`lamap.train.cache.open_cache`) or an opened
         cache (anything with ``path`` and ``split_indices``, such as
         :class:`lamap.train.cache.Cache`).
-    splits : sequence of str
+    splits : sequence of str, optional
         Splits to score (``train``, ``validation``, ``test``, ``unique``, ``non-cloudy``,
-        ``cloudy``): default the paper's three.
+        ``cloudy``, ``unique-non-cloudy``, ``unique-cloudy``): default the paper's three,
+        then the held-out area by how clear the past is (those of the two with patches).
     baselines : bool
         Also fit and score the pixel-wise regressions (persistence and linear interpolation
         are always scored: they cost nothing).
@@ -651,6 +658,9 @@ def evaluate(model_or_checkpoint: FusedLAINet | str | os.PathLike[str] | None,
     """
     store = _open_store(cache)
     start = time.perf_counter()
+    if splits is None:
+        splits = [*PAPER_SPLITS, *(name for name in HELD_OUT_SPLITS
+                                   if len(store.split_indices(name)))]
     with _threads(threads):
         model, meta = _resolve_model(model_or_checkpoint, store, resolve_device(device))
         regressors: dict[str, Any] = {}
