@@ -100,7 +100,7 @@ def set_layout(loaded: Any, *, channels_last: bool = True) -> Any:
     """Put a loaded model's weights in the memory layout inference runs with, in place.
 
     Channels-last is the layout oneDNN and cuDNN convolutions prefer: ``lamap bench``
-    measures it against the default layout in the same run (1.5× the float32 throughput on
+    measures it against the default layout in the same run (1.4× the float32 throughput on
     this project's 2-core CPU, the same output to 1e-6).
 
     Parameters
