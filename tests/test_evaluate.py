@@ -234,3 +234,20 @@ def test_bad_requests_are_clear(tmp_path: Path, cache_dir: Path) -> None:
     quick = evaluate(None, cache_dir, splits=("cloudy",), baselines=False, max_patches=2)
     assert quick.meta["patches"] == {"cloudy": 2}
     assert quick.methods == ["persistence", "linear interpolation"]
+
+
+def test_the_label_is_scored_against_the_cloud_free_truth(tmp_path: Path) -> None:
+    arrays = make_patches(n=24, patch=16, seed=9)
+    noise = np.random.default_rng(2).normal(0.0, 0.1, arrays["target"].shape)
+    arrays["target"] = np.where(arrays["target_mask"] > 0, arrays["target"] + noise,
+                                0.0).astype(np.float32)  # a label 0.5 m²/m² off the truth
+    result = evaluate(None, write_cache(tmp_path / "c", arrays, patch=16), baselines=False)
+    for split in result.splits:
+        rows = _split_rows(arrays, split)
+        snap = np.clip(arrays["truth_snap"][rows], 0.0, 8.0)
+        keep = (arrays["target_mask"][rows] > 0) & (arrays["truth_cloud"][rows] == 0)
+        diff = arrays["target"][rows][keep].astype(np.float64) * 5.0 - snap[keep]
+        expected = math.sqrt(float(np.mean(diff**2)))
+        assert 0.3 < expected < 0.7
+        assert result.meta["label_vs_snap_rmse"][split] == pytest.approx(expected, rel=1e-5)
+        assert f"the S2 LAI label itself is {expected:.3f} m²/m²" in result.to_markdown()
