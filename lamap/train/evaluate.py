@@ -32,7 +32,7 @@ Scoring sets, per split (:data:`SCORINGS`):
   against ``truth_snap`` on pixels that are valid at t and truly clear: the label went through
   the product grid, the warp to the training grid and approximate view angles, the truth did
   not, so a model that imitated the label perfectly would still be about that far from it
-  (0.47 m²/m² on the demo world's held-out area).
+  (0.46 m²/m² on the demo world's held-out area).
 
 Metrics over a scoring set's pixels: RMSE in m²/m², RMSE on the paper's LAI/5 scale, R²
 (``1 - SSE / SST`` about the set's own mean), the number of pixels, and coverage.
