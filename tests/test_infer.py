@@ -21,13 +21,6 @@ SIZE = (232, 200)
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(path, seeded_model(3, ModelConfig.tiny()), feature_spec=FeatureSpec().to_dict())
-    return path
-
-
-@pytest.fixture(scope="module")
 def inputs() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     h, w = SIZE
@@ -70,8 +63,8 @@ def _cuts(draw_sizes: list[int], total: int) -> tuple[int, ...]:
 
 
 @pytest.fixture(scope="module")
-def one_piece(inputs, checkpoint) -> np.ndarray:  # type: ignore[no-untyped-def]
-    ref = ModelRef.from_path(str(checkpoint), device="cpu", window=256, batch=2)
+def one_piece(inputs, model) -> np.ndarray:  # type: ignore[no-untyped-def]
+    ref = ModelRef.from_path(str(model), device="cpu", window=256, batch=2)
     features = _features(inputs, (SIZE[0],), (SIZE[1],))
     with dask.config.set(scheduler="synchronous"):
         return predict(features, ref, halo=44).values
@@ -92,9 +85,9 @@ def test_halo_covers_the_receptive_field() -> None:
     batch=st.sampled_from([1, 3]),
 )
 def test_any_chunking_equals_one_piece(
-    inputs, checkpoint, one_piece, rows, cols, window, batch
+    inputs, model, one_piece, rows, cols, window, batch
 ) -> None:  # type: ignore[no-untyped-def]
-    ref = ModelRef.from_path(str(checkpoint), device="cpu", window=window, batch=batch)
+    ref = ModelRef.from_path(str(model), device="cpu", window=window, batch=batch)
     features = _features(inputs, _cuts(rows, SIZE[0]), _cuts(cols, SIZE[1]))
     with dask.config.set(scheduler="synchronous"):
         blocked = predict(features, ref, halo=44).values
@@ -102,7 +95,7 @@ def test_any_chunking_equals_one_piece(
     np.testing.assert_allclose(blocked[core], one_piece[core], atol=1e-5, rtol=0)
 
 
-def test_no_input_blocks_are_skipped(inputs, checkpoint) -> None:  # type: ignore[no-untyped-def]
+def test_no_input_blocks_are_skipped(inputs, model) -> None:  # type: ignore[no-untyped-def]
     empty = {k: np.zeros_like(v) for k, v in inputs.items()}
     ref = ModelRef(path="/nonexistent.pt", sha256="0" * 64)  # never loaded
     features = _features(empty, (SIZE[0],), (SIZE[1],))
@@ -110,8 +103,8 @@ def test_no_input_blocks_are_skipped(inputs, checkpoint) -> None:  # type: ignor
         assert not predict(features, ref, halo=44).values.any()
 
 
-def test_bad_halo_is_refused(inputs, checkpoint) -> None:  # type: ignore[no-untyped-def]
-    ref = ModelRef.from_path(str(checkpoint))
+def test_bad_halo_is_refused(inputs, model) -> None:  # type: ignore[no-untyped-def]
+    ref = ModelRef.from_path(str(model))
     with pytest.raises(InputError, match="multiple of 4"):
         predict(_features(inputs, (SIZE[0],), (SIZE[1],)), ref, halo=42)
     with pytest.raises(InputError, match="wider than the smallest block"):
