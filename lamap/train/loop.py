@@ -888,16 +888,10 @@ def _val_rmse(record: EpochRecord) -> float:
 
 
 def _is_best(history: Sequence[EpochRecord], stage: Stage) -> bool:
-    """Tell whether the last epoch of ``stage`` has the stage's lowest validation RMSE so far.
-
-    Epochs without validation always count as best (the newest weights are kept).
-    """
-    records = [r for r in history if r.stage == stage]
-    last = records[-1].val
-    if last is None or not math.isfinite(last.rmse):
-        return True
-    earlier = [r.val.rmse for r in records[:-1] if r.val is not None and math.isfinite(r.val.rmse)]
-    return not earlier or last.rmse <= min(earlier)
+    """Tell whether the last epoch of ``stage`` is the one :func:`_selected` keeps."""
+    selected = _selected(history)
+    last = [r for r in history if r.stage == stage][-1]
+    return selected is not None and (selected["stage"], selected["epoch"]) == (stage, last.epoch)
 
 
 def _save(run: _Run, stepper: _Stepper, complete: bool) -> None:
