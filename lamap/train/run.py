@@ -28,7 +28,10 @@ class TrainRun:
 
 
 def _is_world(catalog: str) -> bool:
-    return Path(catalog, "world.json").is_file()
+    """Tell whether ``--catalog`` is a demo world, by the catalog module's own rule."""
+    from lamap.catalog import open_catalog
+
+    return open_catalog(catalog).local_world is not None
 
 
 def _world_defaults(
