@@ -6,7 +6,8 @@ one row per patch and the attributes ``open_cache`` checks), so the real
 simple on purpose: a smooth LAI field per patch that grows linearly in time, radar
 backscatter linear in LAI plus speckle, clouds as smooth blobs. The label (SNAP-like LAI,
 ``truth_snap``) is ``0.9 · truth_lai + 0.1``, so a model can learn it from the past LAI, the
-growth it sees, and the radar at t.
+growth it sees, and the radar at t. The cloud-free label through the sensor path
+(``truth_clear``) is ``0.95 · truth_snap + 0.05``: close to, not equal to, ``truth_snap``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import zarr
 
 from lamap.features import FeatureSpec
+from lamap.train.cache import CACHE_FORMAT
 
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2, "unique": 3}
 CLOUDY_THRESHOLD = 0.25
@@ -90,6 +92,7 @@ def make_patches(n: int = 48, patch: int = 32, seed: int = 0) -> dict[str, np.nd
         "s1_valid_fraction": np.ones(n, dtype=np.float32),
         "truth_lai": true[:, 2].astype(np.float32), "truth_snap": snap[:, 2].astype(np.float32),
         "truth_cloud": cloud_t,
+        "truth_clear": (0.95 * snap[:, 2] + 0.05).astype(np.float32),
     }
 
 
@@ -102,7 +105,7 @@ def write_cache(directory: Path, arrays: dict[str, np.ndarray], *, patch: int) -
         array = group.create_array(name, shape=values.shape, dtype=values.dtype, chunks=chunks)
         array[...] = values
     splits: dict[str, Any] = {"codes": SPLIT_CODES, "cloudy_threshold": CLOUDY_THRESHOLD}
-    group.attrs.update({"lamap_cache": 1, "key": f"fake-{len(arrays['split'])}-{patch}",
+    group.attrs.update({"lamap_cache": CACHE_FORMAT, "key": f"fake-{len(arrays['split'])}-{patch}",
                         "patch_size": patch, "feature_spec": FeatureSpec().to_dict(),
                         "splits": splits, "truth": "truth_lai" in arrays, "complete": True})
     return directory

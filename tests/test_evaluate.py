@@ -127,7 +127,8 @@ def test_every_method_and_scoring_set_is_reported(result: EvalResult,
     held_out = [s for s in ("unique-non-cloudy", "unique-cloudy") if _split_rows(arrays, s).size]
     assert result.splits[3:] == held_out and held_out
     assert result.methods == list(METHODS)
-    assert result.scorings("cloudy") == ["target", "target-common", "cloudy-t-snap",
+    assert result.scorings("cloudy") == ["target", "target-common", "cloudy-t-clear",
+                                         "cloudy-t-clear-common", "cloudy-t-snap",
                                          "cloudy-t-snap-common", "cloudy-t-truth",
                                          "cloudy-t-truth-common"]
     assert result.meta["synthetic_truth"] and result.meta["fit_pixels_forest"] == 2000
@@ -163,7 +164,7 @@ def test_cloudy_at_t_scoring_counts_only_cloudy_pixels(result: EvalResult,
     rows = _split_rows(arrays, "unique")
     cloudy = np.isin(arrays["truth_cloud"][rows], (1, 2, 3))
     assert cloudy.any()
-    for scoring in ("cloudy-t-snap", "cloudy-t-truth"):
+    for scoring in ("cloudy-t-clear", "cloudy-t-snap", "cloudy-t-truth"):
         assert result.get("unique", scoring, "model").pixels == cloudy.sum()
 
 
@@ -171,7 +172,7 @@ def test_cloudy_at_t_scoring_reads_the_truth_only_under_clouds(
         tmp_path: Path, arrays: dict[str, np.ndarray]) -> None:
     spoiled = dict(arrays)
     clear = ~np.isin(arrays["truth_cloud"], (1, 2, 3))
-    for name in ("truth_snap", "truth_lai"):
+    for name in ("truth_snap", "truth_lai", "truth_clear"):
         spoiled[name] = np.where(clear, np.float32(1e6), arrays[name])
     kwargs: dict[str, Any] = {"splits": ("unique",), "baselines": False}
     a = evaluate(None, write_cache(tmp_path / "a", arrays, patch=16), **kwargs)
@@ -180,9 +181,10 @@ def test_cloudy_at_t_scoring_reads_the_truth_only_under_clouds(
     rows = _split_rows(arrays, "unique")
     pred = persistence(arrays["lai"][rows] * 5, arrays["masks"][rows, :, 0] > 0)
     where = ~clear[rows] & np.isfinite(pred)
-    expected = score(pred[where], np.clip(arrays["truth_snap"][rows][where], 0, 8))
-    got = a.get("unique", "cloudy-t-snap", "persistence")
-    assert (got.rmse, got.pixels) == (pytest.approx(expected[0]), expected[2])
+    for scoring, name in (("cloudy-t-snap", "truth_snap"), ("cloudy-t-clear", "truth_clear")):
+        expected = score(pred[where], np.clip(arrays[name][rows][where], 0, 8))
+        got = a.get("unique", scoring, "persistence")
+        assert (got.rmse, got.pixels) == (pytest.approx(expected[0]), expected[2])
 
 
 def test_regressions_learn_the_learnable_world(result: EvalResult) -> None:
@@ -195,7 +197,7 @@ def test_regressions_learn_the_learnable_world(result: EvalResult) -> None:
 def test_outputs_parse(tmp_path: Path, result: EvalResult) -> None:
     text = result.to_markdown()
     header = "| method | RMSE (m²/m²) | RMSE (LAI/5) | R² | pixels | coverage |"
-    assert text.count(header) == 6 * len(result.splits)  # 6 scoring sets per split
+    assert text.count(header) == 8 * len(result.splits)  # 8 scoring sets per split
     gain = abs(result.gain("non-cloudy"))
     assert text.startswith(f"- non-cloudy: the model's RMSE is {gain:.0%}")
     table = next(c for c in text.split("\n\n") if c.startswith("| method"))
@@ -208,9 +210,12 @@ def test_outputs_parse(tmp_path: Path, result: EvalResult) -> None:
                      "and metric == 'rmse'")
     assert row["value"].item() == pytest.approx(result.get("cloudy", "target", "model").rmse)
     assert json.loads(json.dumps(result.to_dict()))["scores"][0]["split"] == "non-cloudy"
-    assert result.gain("cloudy") == pytest.approx(
-        1 - result.get("cloudy", "cloudy-t-snap-common", "model").rmse
-        / result.get("cloudy", "cloudy-t-snap-common", "persistence").rmse)
+    for scoring in ("cloudy-t-clear-common", "cloudy-t-snap-common"):
+        expected = 1 - (result.get("cloudy", scoring, "model").rmse
+                        / result.get("cloudy", scoring, "persistence").rmse)
+        assert result.gain("cloudy", scoring) == pytest.approx(expected)
+        assert f"{abs(expected):.0%}" in text.splitlines()[1]
+    assert result.gain("cloudy") == result.gain("cloudy", "cloudy-t-clear-common")
 
 
 def test_checkpoints_and_opened_caches_are_accepted(tmp_path: Path, cache_dir: Path) -> None:
@@ -244,10 +249,14 @@ def test_the_label_is_scored_against_the_cloud_free_truth(tmp_path: Path) -> Non
     result = evaluate(None, write_cache(tmp_path / "c", arrays, patch=16), baselines=False)
     for split in result.splits:
         rows = _split_rows(arrays, split)
-        snap = np.clip(arrays["truth_snap"][rows], 0.0, 8.0)
         keep = (arrays["target_mask"][rows] > 0) & (arrays["truth_cloud"][rows] == 0)
-        diff = arrays["target"][rows][keep].astype(np.float64) * 5.0 - snap[keep]
-        expected = math.sqrt(float(np.mean(diff**2)))
-        assert 0.3 < expected < 0.7
-        assert result.meta["label_vs_snap_rmse"][split] == pytest.approx(expected, rel=1e-5)
-        assert f"the S2 LAI label itself is {expected:.3f} m²/m²" in result.to_markdown()
+        found = []
+        for name in ("clear", "snap"):
+            ref = np.clip(arrays[f"truth_{name}"][rows], 0.0, 8.0)
+            diff = arrays["target"][rows][keep].astype(np.float64) * 5.0 - ref[keep]
+            expected = math.sqrt(float(np.mean(diff**2)))
+            assert 0.3 < expected < 0.7
+            assert result.meta[f"label_vs_{name}_rmse"][split] == pytest.approx(expected,
+                                                                               rel=1e-5)
+            found.append(f"{expected:.3f} m²/m² from the {name} reference")
+        assert f"the S2 LAI label itself is {', '.join(found)}" in result.to_markdown()

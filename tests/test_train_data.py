@@ -47,6 +47,7 @@ LAYOUT = {
     "truth_lai": ((P, P), "float32"),
     "truth_snap": ((P, P), "float32"),
     "truth_cloud": ((P, P), "uint8"),
+    "truth_clear": ((P, P), "float32"),
 }
 
 
@@ -124,7 +125,7 @@ def test_cache_has_the_documented_layout(built: tuple[Cache, float]) -> None:
         assert array.shape == (n, *tail), name
         assert array.dtype == np.dtype(dtype), name
     attrs = cache.attrs
-    assert attrs["lamap_cache"] == 1 and attrs["patch_size"] == P and attrs["complete"]
+    assert attrs["lamap_cache"] == 2 and attrs["patch_size"] == P and attrs["complete"]
     for key in ("feature_spec", "catalog", "bbox", "start", "end", "options", "splits",
                 "created_by", "key", "cloudy_threshold"):
         assert key in attrs, key
@@ -286,6 +287,27 @@ def test_truth_is_aligned_with_the_world(built: tuple[Cache, float], tiny_world:
             assert stored["cloud"][r, c] == at["cloud"].item()
 
 
+def test_cloud_free_label_is_the_label_where_clear_and_fills_the_clouds(
+    built: tuple[Cache, float],
+) -> None:
+    cache, _ = built
+    rows = np.arange(len(cache))
+    clear, target = cache.read("truth_clear", rows), cache.read("target", rows)
+    valid, cloud = cache.read("target_mask", rows) > 0, cache.read("truth_cloud", rows)
+    scale = cache.feature_spec.lai_scale
+    # same pixels, same code: where S2 saw the ground through no cloud at all the twin gives
+    # the label itself (bit for bit); thin clouds that SCL does not flag make the rest differ
+    seen = valid & (cloud == 0)
+    same = np.abs(np.clip(clear[seen], 0.0, 8.0) - target[seen] * scale) < 1e-4
+    assert seen.sum() > 1000 and 0.4 < same.mean() < 1.0
+    # under clouds it has data, and it is much closer to the cloud-free truth than the label
+    under = np.isin(cloud, (1, 2)) & np.isfinite(clear)
+    assert under.sum() > 1000
+    snap = cache.read("truth_snap", rows)[under]
+    clouded = target[under] * scale  # 0 where masked: what a cloud leaves of the label
+    assert np.abs(clear[under] - snap).mean() < 0.5 * np.abs(clouded - snap).mean()
+
+
 def test_truth_outside_the_world_is_padded_and_misalignment_refused(tiny_world: World) -> None:
     grid, _ = training_grid(tiny_world.bbox, P, truth_grid=tiny_world.meta["truth_grid"])
     assert truth_offset(grid, tiny_world.meta["truth_grid"]) == (0, 0)
@@ -301,7 +323,7 @@ def test_truth_outside_the_world_is_padded_and_misalignment_refused(tiny_world: 
     layer = xr.Dataset({name: (("time", "y", "x"), np.ones((1, 4, 4), dtype))
                         for name, dtype in (("lai", "f4"), ("lai_snap", "f4"), ("cloud", "u1"))},
                        coords={"time": [np.datetime64("2024-04-18", "ns")]}).chunk()
-    cut = cache_mod._Truth(layer, (-1, 2)).patch(dt.date(2024, 4, 18), Window(0, 4, 0, 4))
+    cut = cache_mod._Truth(layer, (-1, 2), None).patch(dt.date(2024, 4, 18), Window(0, 4, 0, 4))
     lai, cloud = cut["truth_lai"].compute(), cut["truth_cloud"].compute()
     assert np.isnan(lai[0]).all() and np.isnan(lai[:, 2:]).all() and (lai[1:, :2] == 1).all()
     assert (cloud[0] == 255).all() and (cloud[1:, :2] == 1).all()

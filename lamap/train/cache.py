@@ -31,6 +31,9 @@ array                   shape                   dtype      meaning
 ``truth_snap``          (N, P, P)               float32    demo world only: SNAP LAI, clear sky
 ``truth_cloud``         (N, P, P)               uint8      demo world only: 0 clear, 1 cloud,
                                                            2 cirrus, 3 shadow, 255 no truth
+``truth_clear``         (N, P, P)               float32    demo world only: the S2 LAI label
+                                                           of t's cloud-free twin products
+                                                           (same loader path), NaN where none
 ======================  ======================  =========  ====================================
 
 Rows are ordered by date, then row, then column. Patch-sized arrays have one Zarr chunk per
@@ -68,6 +71,12 @@ Choices
 * **Filters.** A patch is dropped when its ``valid_fraction`` is below
   ``min_patch_valid`` (or 0), or when it has no input at all (no S1 and no valid past S2:
   outside every footprint).
+* **The cloud-free label.** ``truth_snap`` is SNAP of the cloud-free reflectance on the truth
+  grid; the label went through the product grid, the bilinear warp and the loader's view
+  angles, which alone put it 0.46 m²/m² from ``truth_snap`` on clear pixels of the demo world.
+  ``truth_clear`` runs the label's own code on the world's cloud-free twin products
+  (:meth:`lamap.synthetic.world.World.clear_href`), so on clear pixels it equals the label
+  and under clouds it is what the label would have been: the reference for gap filling.
 * **cloudy_threshold** only selects the ``cloudy`` / ``non-cloudy`` test subsets; it is
   recorded but not part of the key (changing it re-labels, it does not recompute).
 """
@@ -81,7 +90,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -97,9 +106,9 @@ from tqdm import tqdm
 from lamap import __version__
 from lamap._dates import as_date
 from lamap.catalog import CatalogProfile, SearchResult, open_catalog, search
-from lamap.cube import CubeWindow, tile_cubes
+from lamap.cube import CubeWindow, s2_cube, tile_cubes
 from lamap.errors import InputError, NoInputError
-from lamap.features import DEFAULT_SPEC, FeatureSpec, build_features, season
+from lamap.features import DEFAULT_SPEC, FeatureSpec, build_features, s2_lai, season
 from lamap.grid import BBox, BBoxLike, Grid, Window, parse_bbox
 from lamap.plan import (
     DEFAULT_LOOKBACK_DAYS,
@@ -141,7 +150,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Version of the cache format described in the module docstring.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 #: The Zarr group inside the cache directory.
 STORE_NAME = "patches.zarr"
 #: Names :meth:`Cache.split_indices` accepts.
@@ -156,8 +165,8 @@ DEFAULT_CLOUDY_THRESHOLD = 0.25
 NO_TRUTH_CLOUD = 255
 #: Memory a batch of computed patches may take in the driver (bytes), see CacheOptions.batch.
 BATCH_BYTES = 512 * 2**20
-#: Bytes per pixel of one computed patch: s1 24, lai 8, masks 12, target 4, masks 2, truth 9.
-_PATCH_BYTES_PER_PIXEL = 59
+#: Bytes per pixel of one computed patch: s1 24, lai 8, masks 12, target 4, masks 2, truth 13.
+_PATCH_BYTES_PER_PIXEL = 63
 _EPOCH = dt.date(1970, 1, 1)
 _SCALAR_CHUNK = 4096
 _SPLIT_RULE = (
@@ -298,7 +307,8 @@ def _catalog_id(source: str) -> tuple[dict[str, Any], World | None]:
     from lamap.synthetic.world import load_world
 
     world = load_world(profile.local_world)
-    return {"local_world": str(world.root), "world": world.meta.get("spec")}, world
+    return {"local_world": str(world.root), "world": world.meta.get("spec"),
+            "clear_s2": world.has_clear_s2}, world
 
 
 def _request(catalog: str, bbox: BBoxLike, start: dt.date | str, end: dt.date | str,
@@ -355,10 +365,25 @@ class _Truth:
 
     data: xr.Dataset
     offset: tuple[int, int]
+    clear_href: Callable[[str], str] | None
 
     @classmethod
     def of(cls, world: World, grid: Grid) -> _Truth:
-        return cls(world.truth(), truth_offset(grid, world.meta["truth_grid"]))
+        if not world.has_clear_s2:
+            log.warning("the world at %s has no cloud-free S2 products (older lamap): "
+                        "truth_clear stays NaN; regenerate it to score gap filling against "
+                        "the cloud-free label", world.root)
+        clear = world.clear_href if world.has_clear_s2 else None
+        return cls(world.truth(), truth_offset(grid, world.meta["truth_grid"]), clear)
+
+    def clear_label(self, steps: TimeSteps, plan: _Plan) -> da.Array:
+        """Lazy S2 LAI label of t's cloud-free twin products over the training window."""
+        where = CubeWindow(plan.grid, plan.window)
+        if self.clear_href is None or steps.observed is None:
+            return da.full(plan.window.shape, np.nan, dtype=np.float32,
+                           chunks=where.chunks())
+        s2 = s2_cube(plan.result.s2, [steps.observed], where, signer=self.clear_href)
+        return s2_lai(s2).isel(time=0).transpose("y", "x").data
 
     def patch(self, day: dt.date, window: Window) -> dict[str, da.Array]:
         """Lazy ``truth_lai``, ``truth_snap``, ``truth_cloud`` of one patch, padded."""
@@ -453,11 +478,12 @@ def _layout(patch: int, truth: bool) -> dict[str, tuple[str, tuple[int, ...], tu
     }
     if truth:
         layout |= {"truth_lai": ("float32", (p, p), yx), "truth_snap": ("float32", (p, p), yx),
-                   "truth_cloud": ("uint8", (p, p), yx)}
+                   "truth_cloud": ("uint8", (p, p), yx), "truth_clear": ("float32", (p, p), yx)}
     return layout
 
 
-_FILLS = {"truth_lai": np.nan, "truth_snap": np.nan, "truth_cloud": NO_TRUTH_CLOUD}
+_FILLS = {"truth_lai": np.nan, "truth_snap": np.nan, "truth_cloud": NO_TRUTH_CLOUD,
+          "truth_clear": np.nan}
 _ARRAY_ATTRS: dict[str, dict[str, Any]] = {
     "target": {"long_name": "S2 LAI at t divided by lai_scale, 0 where not valid"},
     "date": {"units": "days since 1970-01-01"},
@@ -467,6 +493,8 @@ _ARRAY_ATTRS: dict[str, dict[str, Any]] = {
     "truth_snap": {"long_name": "SNAP LAI of the cloud-free reflectance at t", "units": "m2 m-2"},
     "truth_cloud": {"flag_values": [0, 1, 2, 3, NO_TRUTH_CLOUD],
                     "flag_meanings": "clear cloud cirrus shadow no_truth"},
+    "truth_clear": {"long_name": "S2 LAI label of the cloud-free twin products at t",
+                    "units": "m2 m-2"},
 }
 
 
@@ -596,13 +624,16 @@ def _patch_graphs(steps: TimeSteps, plan: _Plan, spec: FeatureSpec) -> list[dict
         "target_mask": features["target_mask"].transpose("y", "x").data.astype(np.uint8),
         "s1_valid": features["s1_valid"].transpose("y", "x").data.astype(np.uint8),
     }
+    truth = plan.truth
+    if truth is not None:
+        cube["truth_clear"] = truth.clear_label(steps, plan)
     graphs = []
     for patch in plan.patches:
         local = patch.relative_to(plan.window)
         rows, cols = slice(local.row_start, local.row_stop), slice(local.col_start, local.col_stop)
         arrays = {name: arr[..., rows, cols] for name, arr in cube.items()}
-        if plan.truth is not None:
-            arrays |= plan.truth.patch(steps.date, patch)
+        if truth is not None:
+            arrays |= truth.patch(steps.date, patch)
         graphs.append(arrays)
     return graphs
 
