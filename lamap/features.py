@@ -9,7 +9,8 @@ The fused model (MODEL.md) takes, for a date D with Sentinel-2 days t-2, t-1 bef
 * ``season`` ``(season_channel=2)``: ``sin``, ``cos`` of 2π·doy(D)/365.25.
 
 With Sentinel-2 at D it also gives the training ``target`` (LAI/5 at D), its
-``target_mask`` (the loss mask) and ``observed_lai`` (m²/m², the map's "observed" source).
+``target_mask`` (the loss mask: SCL in 2, 4, 5, 6) and ``observed_lai`` (m²/m², the map's
+"observed" source, on the same pixels).
 Every parameter lives in :class:`FeatureSpec`, which goes into each checkpoint, so mapping
 cannot drift from training.
 
@@ -36,6 +37,15 @@ Choices MODEL.md leaves open, and why:
   a typical vegetation value that would look like signal. MODEL.md has no S1 mask channel,
   so the model layout stays 6 + 2 + 2×6 + 2; the dataset carries ``s1_valid`` (not a model
   input) so a map can flag pixels estimated without full radar.
+* **Cloud shadows are not a label** (``target_classes`` = 2, 4, 5, 6). MODEL.md's loss
+  "ignores cloudy, shadowed and no-data pixels", while the authors' ``valid`` (SCL 2..6)
+  includes SCL 3, cloud shadow. A shadowed pixel's SNAP LAI is the LAI of a darkened
+  spectrum, not of the canopy: on the demo world's held-out area 7.4 % of the pixels that
+  ``valid`` allows at t were under a cloud shadow, where the label is about 1.6 m²/m² off the
+  cloud-free one. So the loss mask and the map's observed LAI use ``target_classes``; the
+  inputs keep MODEL.md's ``valid`` and the one-hot SCL 3 channel, which tell the network
+  that a past LAI is shadowed. Specs written before the field existed read back with
+  ``target_classes = valid_classes`` (what they were trained with).
 * **The target is 0 where ``target_mask`` is 0**, so a masked loss never meets a NaN
   (0 × NaN is NaN).
 
@@ -49,7 +59,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 import numpy as np
@@ -138,7 +148,11 @@ class FeatureSpec:
     db_scale, db_offset : float
         Backscatter becomes ``dB / db_scale + db_offset`` (MODEL.md: 30 and 1).
     valid_classes : tuple of int
-        SCL classes where S2 is usable (``valid`` channel and loss mask; MODEL.md: 2..6).
+        SCL classes where a past S2 LAI is usable (the ``valid`` input channel; MODEL.md:
+        2..6).
+    target_classes : tuple of int
+        SCL classes where S2 at D is trusted as the truth: the loss mask and the map's
+        observed LAI (2, 4, 5, 6: cloud shadows are not a label, see the module notes).
     onehot_classes : tuple of int
         SCL classes with a one-hot channel each, after ``valid`` (MODEL.md: 2..6).
     season_period_days : float
@@ -164,6 +178,7 @@ class FeatureSpec:
     db_scale: float = 30.0
     db_offset: float = 1.0
     valid_classes: tuple[int, ...] = (2, 3, 4, 5, 6)
+    target_classes: tuple[int, ...] = (2, 4, 5, 6)
     onehot_classes: tuple[int, ...] = (2, 3, 4, 5, 6)
     season_period_days: float = 365.25
     lai_clip: tuple[float, float] = (0.0, 8.0)
@@ -179,7 +194,7 @@ class FeatureSpec:
             self._set(name, _positive(name, getattr(self, name)))
         for name in ("db_offset", "lai_fill", "s1_fill"):
             self._set(name, _finite(name, getattr(self, name)))
-        for name in ("valid_classes", "onehot_classes"):
+        for name in ("valid_classes", "target_classes", "onehot_classes"):
             self._set(name, _classes(name, getattr(self, name)))
         self._set("lai_clip", _clip_range(self.lai_clip))
         if not isinstance(self.mask_invalid_lai, bool):
@@ -205,6 +220,10 @@ class FeatureSpec:
     def mask_labels(self) -> tuple[str, ...]:
         """Labels of one step's mask channels: ``valid`` then the one-hot classes."""
         return ("valid", *(SCL_CLASSES[c] for c in self.onehot_classes))
+
+    def same_inputs(self, other: FeatureSpec) -> bool:
+        """Whether ``other`` makes the same model inputs (it may choose other labels)."""
+        return replace(self, target_classes=other.target_classes) == other
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (lists for tuples), for checkpoints and store attributes."""
@@ -233,6 +252,8 @@ class FeatureSpec:
         if not isinstance(data, Mapping):
             raise InputError(f"a feature spec must be a mapping, got {type(data).__name__}")
         _check_version(data.get("version"))
+        if "target_classes" not in data and "valid_classes" in data:  # written before it existed
+            data = {**data, "target_classes": data["valid_classes"]}
         known = {f.name for f in fields(cls)}
         unknown, missing = sorted(set(data) - known), sorted(known - set(data))
         if unknown or missing:
@@ -427,10 +448,11 @@ def target(
     target : array-like
         float32 clipped LAI / ``lai_scale`` where the mask is 1, 0 elsewhere (never NaN).
     mask : array-like
-        float32 1 where the pixel is valid (SCL in ``valid_classes`` and LAI finite), else 0.
+        float32 1 where the pixel is a label (SCL in ``target_classes`` and LAI finite),
+        else 0.
     """
     value: Any = lai
-    valid = valid_pixels(scl, value, spec=spec)
+    valid = _label_pixels(scl, value, spec)
     low, high = spec.lai_clip
     scaled = np.minimum(np.maximum(value, low), high) / spec.lai_scale
     result = _where(valid, scaled, 0.0).astype(np.float32)
@@ -438,7 +460,7 @@ def target(
 
 
 def observed_lai(lai: ArrayT, scl: Any, *, spec: FeatureSpec = DEFAULT_SPEC) -> ArrayT:
-    """Observed LAI at D in m²/m², clipped to ``lai_clip``, NaN where not valid.
+    """Observed LAI at D in m²/m², clipped to ``lai_clip``, NaN where SCL is no label.
 
     Parameters
     ----------
@@ -457,8 +479,13 @@ def observed_lai(lai: ArrayT, scl: Any, *, spec: FeatureSpec = DEFAULT_SPEC) -> 
     value: Any = lai
     low, high = spec.lai_clip
     clipped = np.minimum(np.maximum(value, low), high)
-    return cast(ArrayT, _where(valid_pixels(scl, value, spec=spec), clipped, np.nan)
+    return cast(ArrayT, _where(_label_pixels(scl, value, spec), clipped, np.nan)
                 .astype(np.float32))
+
+
+def _label_pixels(scl: Any, lai: Any, spec: FeatureSpec) -> Any:
+    """Where S2 at D is trusted as the truth: SCL in ``target_classes`` and LAI finite."""
+    return _in_classes(scl, spec.target_classes) & np.isfinite(lai)
 
 
 def season(date: DateLike, *, spec: FeatureSpec = DEFAULT_SPEC) -> np.ndarray:

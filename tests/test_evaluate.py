@@ -22,6 +22,7 @@ from lamap.train.evaluate import (
     EvalResult,
     evaluate,
     linear_interpolation,
+    label_steps,
     persistence,
     pixel_features,
     score,
@@ -134,6 +135,21 @@ def test_every_method_and_scoring_set_is_reported(result: EvalResult,
     assert result.meta["synthetic_truth"] and result.meta["fit_pixels_forest"] == 2000
 
 
+def test_clear_persistence_skips_cloud_shadows() -> None:
+    masks = np.zeros((1, 2, 6, 1, 3), np.uint8)  # valid, SCL 2, 3, 4, 5, 6; 3 pixels
+    masks[0, :, 0] = 1
+    masks[0, :, 3] = 1                       # vegetation at t-2 and t-1 ...
+    masks[0, 1, 3, 0, 0] = 0
+    masks[0, 1, 2, 0, 0] = 1                 # ... but a cloud shadow at t-1 on pixel 0
+    masks[0, :, 0, 0, 2] = 0                 # pixel 2 is never valid
+    steps = label_steps(masks, FeatureSpec())
+    np.testing.assert_array_equal(steps[0, :, 0], [[True, True, False], [False, True, False]])
+    lai = np.array([[[[1.0, 1.0, 1.0]], [[2.0, 2.0, 2.0]]]], np.float32)
+    np.testing.assert_array_equal(persistence(lai, steps)[0, 0], [1.0, 2.0, np.nan])
+    old = FeatureSpec(target_classes=(2, 3, 4, 5, 6))  # a spec that labels shadows
+    np.testing.assert_array_equal(label_steps(masks, old), masks[:, :, 0] > 0)
+
+
 def test_persistence_matches_a_direct_computation(result: EvalResult,
                                                   arrays: dict[str, np.ndarray]) -> None:
     rows = _split_rows(arrays, "cloudy")
@@ -238,7 +254,7 @@ def test_bad_requests_are_clear(tmp_path: Path, cache_dir: Path) -> None:
         evaluate(None, tmp_path / "nowhere", baselines=False)
     quick = evaluate(None, cache_dir, splits=("cloudy",), baselines=False, max_patches=2)
     assert quick.meta["patches"] == {"cloudy": 2}
-    assert quick.methods == ["persistence", "linear interpolation"]
+    assert quick.methods == ["persistence", "clear persistence", "linear interpolation"]
 
 
 def test_the_label_is_scored_against_the_cloud_free_truth(tmp_path: Path) -> None:

@@ -302,8 +302,10 @@ def test_season_in_the_dataset(features: xr.Dataset) -> None:
 def test_target_mask_and_observed_lai(raw: dict[str, np.ndarray], features: xr.Dataset,
                                       tensors: dict[str, np.ndarray]) -> None:
     lai = _snap(raw["s2_now"], 0)
-    valid = np.isin(raw["scl_now"][0], [2, 3, 4, 5, 6]) & np.isfinite(lai)
+    valid = np.isin(raw["scl_now"][0], [2, 4, 5, 6]) & np.isfinite(lai)
     assert 20 < valid.sum() < H * W and not valid[-1].any(), "NaN reflectance is not valid"
+    shadow = raw["scl_now"][0] == 3
+    assert shadow.any() and not tensors["target_mask"][shadow].any(), "a cloud shadow is no label"
     np.testing.assert_array_equal(tensors["target_mask"], valid.astype(np.float32))
     np.testing.assert_allclose(tensors["target"][valid], np.clip(lai[valid], 0, 8) / 5,
                                atol=1e-6)
@@ -425,6 +427,17 @@ def test_spec_is_frozen() -> None:
 def test_spec_refuses_bad_dicts(change: dict[str, object], message: str) -> None:
     with pytest.raises(InputError, match=message):
         FeatureSpec.from_dict({**DEFAULT_SPEC.to_dict(), **change})
+
+
+def test_specs_without_target_classes_keep_their_loss_mask() -> None:
+    old = {k: v for k, v in DEFAULT_SPEC.to_dict().items() if k != "target_classes"}
+    spec = FeatureSpec.from_dict(old)
+    assert spec.target_classes == spec.valid_classes == (2, 3, 4, 5, 6)
+    scl = np.array([[3, 4, 8]])
+    _, mask = target(np.ones((1, 3)), scl, spec=spec)
+    np.testing.assert_array_equal(mask, [[1, 1, 0]])
+    _, mask = target(np.ones((1, 3)), scl, spec=DEFAULT_SPEC)
+    np.testing.assert_array_equal(mask, [[0, 1, 0]])
 
 
 def test_spec_refuses_missing_keys_and_non_mappings() -> None:

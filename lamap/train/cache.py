@@ -18,7 +18,8 @@ array                   shape                   dtype      meaning
 ``masks``               (N, 2, 6, P, P)         uint8      valid, SCL 2..6 one-hot, t-2 and t-1
 ``season``              (N, 2)                  float32    sin, cos of 2π·doy(t)/365.25
 ``target``              (N, P, P)               float32    S2 LAI / 5 at t, 0 where not valid
-``target_mask``         (N, P, P)               uint8      1 where S2 at t is valid (the loss)
+``target_mask``         (N, P, P)               uint8      1 where S2 at t is a label (SCL 2,
+                                                           4, 5, 6, LAI finite): the loss
 ``past_days``           (N, 2)                  int16      days from t-2 and from t-1 to t
 ``date``                (N,)                    int32      t, days since 1970-01-01
 ``row``, ``col``        (N,)                    int32      patch origin, training-grid pixels

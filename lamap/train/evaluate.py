@@ -7,7 +7,11 @@ these methods:
 * ``model``: the decoder output of the fused network;
 * ``encoder 1``, ``encoder 2``: the heads of the radar and optical-history encoders inside
   the same network (the paper's ablation);
-* ``persistence``: the last valid past LAI (t-1 where valid, else t-2, else no prediction);
+* ``persistence``: the last valid past LAI (t-1 where valid, else t-2, else no prediction),
+  "valid" as in MODEL.md's mask (SCL 2..6);
+* ``clear persistence``: the same, but a past LAI under a cloud shadow (SCL 3) does not count
+  (only SCL classes that make a label, ``target_classes``): the baseline a careful user
+  would build;
 * ``linear interpolation``: the line through (t-2, LAI) and (t-1, LAI), extrapolated to t with
   ``past_days`` and clipped to the LAI range; where only one past step is valid it falls back
   to persistence, where none is it makes no prediction;
@@ -72,6 +76,7 @@ __all__ = [
     "EvalResult",
     "Score",
     "evaluate",
+    "label_steps",
     "linear_interpolation",
     "persistence",
     "pixel_features",
@@ -79,10 +84,10 @@ __all__ = [
 ]
 
 #: Methods in the order tables list them.
-METHODS = ("model", "encoder 1", "encoder 2", "persistence", "linear interpolation",
-           "linear regression", "random forest")
+METHODS = ("model", "encoder 1", "encoder 2", "persistence", "clear persistence",
+           "linear interpolation", "linear regression", "random forest")
 _MODEL_METHODS = METHODS[:3]
-_REGRESSIONS = METHODS[5:]
+_REGRESSIONS = METHODS[6:]
 #: Scoring sets and their titles in :meth:`EvalResult.to_markdown`.
 SCORINGS = {
     "target": "valid pixels at t vs the S2 LAI label, each method on the pixels it predicts",
@@ -458,7 +463,7 @@ def _resolve_model(model: FusedLAINet | str | os.PathLike[str] | None, store: _S
         return model.to(device).eval(), {"model": "in-memory FusedLAINet"}
     loaded = load_checkpoint(model, map_location=device)
     spec = FeatureSpec.from_dict(loaded.feature_spec)
-    if spec != store.spec:
+    if not spec.same_inputs(store.spec):  # the labels scored are the cache's
         raise InputError(
             f"checkpoint {model} was trained with feature spec {spec.to_dict()} but the cache "
             f"{store.path} holds {store.spec.to_dict()}: evaluate on a cache built with the "
@@ -483,8 +488,32 @@ def _temporal_baselines(data: Mapping[str, np.ndarray],
     lai = data["lai"].astype(np.float32) * spec.lai_scale
     valid = data["masks"][:, :, 0] > 0
     return {"persistence": persistence(lai, valid),
+            "clear persistence": persistence(lai, label_steps(data["masks"], spec)),
             "linear interpolation": linear_interpolation(lai, valid, data["past_days"],
                                                          clip=spec.lai_clip)}
+
+
+def label_steps(masks: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """Where a past step's LAI would have made a label: ``valid`` minus non-label classes.
+
+    Parameters
+    ----------
+    masks : numpy.ndarray
+        ``(..., 2, mask_channel, H, W)``: ``valid`` then one-hot ``spec.onehot_classes``.
+    spec : FeatureSpec
+        Feature parameters; classes in ``valid_classes`` but not in ``target_classes``
+        (cloud shadow by default) are removed, through their one-hot channels.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(..., 2, H, W)`` booleans.
+    """
+    keep = masks[..., 0, :, :] > 0
+    for i, cls in enumerate(spec.onehot_classes, start=1):
+        if cls in spec.valid_classes and cls not in spec.target_classes:
+            keep &= masks[..., i, :, :] == 0
+    return keep
 
 
 def _regression_predictions(regressors: Mapping[str, Any], data: Mapping[str, np.ndarray],
