@@ -109,6 +109,37 @@ def test_dn_scaling_and_nodata(tiny_world: World) -> None:
         )
 
 
+def _twins(world: World, item: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Observed and clear B04 DN of one product, and its SCL on the 10-m grid."""
+    href = item["assets"]["B04"]["href"]
+    observed, transform, _ = _read(href)
+    clear, clear_transform, _ = _read(world.clear_href(href))
+    assert clear_transform == transform and "sentinel-2-l2a-clear" in world.clear_href(href)
+    scl = _read(item["assets"]["SCL"]["href"])[0].repeat(2, 0).repeat(2, 1)
+    return observed, clear, scl[: clear.shape[0], : clear.shape[1]]
+
+
+def test_clear_twins_differ_only_under_clouds(tiny_world: World) -> None:
+    items = [it for it in _s2_items(tiny_world) if 5 < it["properties"]["eo:cloud_cover"] < 60]
+    assert items
+    same = []
+    for item in items:
+        observed, clear, scl = _twins(tiny_world, item)
+        np.testing.assert_array_equal(clear == 0, observed == 0)  # same footprint
+        cloudy, seen = np.isin(scl, (8, 9)), np.isin(scl, (4, 5))
+        assert (clear[cloudy] < observed[cloudy]).mean() > 0.9, "clouds brighten the red band"
+        same.append((clear[seen] == observed[seen]).mean())
+    # the same noise: bit-identical where no cloud at all (thin ones SCL misses aside)
+    assert max(same) > 0.5, same
+    item = items[0]
+    assert not Path(tiny_world.clear_href(item["assets"]["SCL"]["href"])).exists()  # SNAP only
+    with pytest.raises(InputError, match="not a Sentinel-2 COG"):
+        tiny_world.clear_href("/elsewhere/b04.tif")
+    old = World(tiny_world.root, {k: v for k, v in tiny_world.meta.items() if k != "clear_s2"})
+    with pytest.raises(InputError, match="regenerate it"):
+        old.clear_href(item["assets"]["B04"]["href"])
+
+
 def test_swath_edge_leaves_nodata(tiny_world: World) -> None:
     nodata: dict[tuple[str, int], list[float]] = {}
     for it in _s2_items(tiny_world):
