@@ -321,23 +321,25 @@ def _write_bands(
     folder: Path,
     stem: str,
     grid: ProductGrid,
-    acq: S2Acquisition,
+    valid: tuple[np.ndarray, np.ndarray],
     reflectance: np.ndarray,
     bands: Sequence[str],
 ) -> dict[str, str]:
-    """Write the COGs of ``bands`` of one product and return band → absolute path."""
-    valid10 = grid.valid(acq.swath, 10)
+    """Write the COGs of ``bands`` of one product and return band → absolute path.
+
+    ``valid`` is the product's data mask at 10 m and at 20 m.
+    """
+    valid10, valid20 = valid
     refl10 = grid.sample(reflectance, 10)
     refl20 = _block_mean(refl10)
-    valid20 = _block_mean(valid10.astype(np.float32)) == 1.0
     hrefs: dict[str, str] = {}
     for band in bands:
         b = optical.S2_BANDS.index(band)
         res = S2_BAND_INFO[band][0]
         data = refl10[..., b] if res == 10 else refl20[..., b]
-        valid = valid10 if res == 10 else valid20
+        inside = valid10 if res == 10 else valid20
         path = folder / f"{stem}_{band}_{res}m.tif"
-        write_cog(path, _to_dn(data, valid), epsg=grid.epsg, transform=grid.transform_at(res),
+        write_cog(path, _to_dn(data, inside), epsg=grid.epsg, transform=grid.transform_at(res),
                   nodata=0)
         hrefs[band] = str(path.resolve())
     return hrefs
@@ -362,9 +364,11 @@ def _write_s2(
         day = os.path.join(grid.name, acq.time.strftime("%Y%m%d"))
         stem = f"T{grid.name}_{acq.time:%Y%m%dT%H%M%S}"
         folder = out / S2_DATA / day
-        hrefs = _write_bands(folder, stem, grid, acq, observed, optical.S2_BANDS)
-        _write_bands(out / S2_CLEAR_DATA / day, stem, grid, acq, clear, SNAP_BANDS)
-        valid20 = _block_mean(grid.valid(acq.swath, 10).astype(np.float32)) == 1.0
+        valid10 = grid.valid(acq.swath, 10)
+        valid20 = _block_mean(valid10.astype(np.float32)) == 1.0
+        valid = (valid10, valid20)
+        hrefs = _write_bands(folder, stem, grid, valid, observed, optical.S2_BANDS)
+        _write_bands(out / S2_CLEAR_DATA / day, stem, grid, valid, clear, SNAP_BANDS)
         scl20 = np.where(valid20, grid.sample(scl, 20), 0).astype(np.uint8)
         path = folder / f"{stem}_SCL_20m.tif"
         write_cog(

@@ -106,7 +106,7 @@ from tqdm import tqdm
 
 from lamap import __version__
 from lamap._dates import as_date
-from lamap.catalog import CatalogProfile, SearchResult, open_catalog, search
+from lamap.catalog import CatalogProfile, S2Scene, SearchResult, open_catalog, search
 from lamap.cube import CubeWindow, s2_cube, tile_cubes
 from lamap.errors import InputError, NoInputError
 from lamap.features import DEFAULT_SPEC, FeatureSpec, build_features, s2_lai, season
@@ -377,13 +377,12 @@ class _Truth:
         clear = world.clear_href if world.has_clear_s2 else None
         return cls(world.truth(), truth_offset(grid, world.meta["truth_grid"]), clear)
 
-    def clear_label(self, steps: TimeSteps, plan: _Plan) -> da.Array:
-        """Lazy S2 LAI label of t's cloud-free twin products over the training window."""
-        where = CubeWindow(plan.grid, plan.window)
+    def clear_label(self, steps: TimeSteps, scenes: Sequence[S2Scene],
+                    where: CubeWindow) -> da.Array:
+        """Lazy S2 LAI label of t's cloud-free twin products over ``where``."""
         if self.clear_href is None or steps.observed is None:
-            return da.full(plan.window.shape, np.nan, dtype=np.float32,
-                           chunks=where.chunks())
-        s2 = s2_cube(plan.result.s2, [steps.observed], where, signer=self.clear_href)
+            return da.full(where.window.shape, np.nan, dtype=np.float32, chunks=where.chunks())
+        s2 = s2_cube(scenes, [steps.observed], where, signer=self.clear_href)
         return s2_lai(s2).isel(time=0).transpose("y", "x").data
 
     def patch(self, day: dt.date, window: Window) -> dict[str, da.Array]:
@@ -613,8 +612,8 @@ def _truncate(group: zarr.Group, rows: int) -> None:
 
 def _patch_graphs(steps: TimeSteps, plan: _Plan, spec: FeatureSpec) -> list[dict[str, Any]]:
     """Build the lazy arrays of every patch of one date: the blocks of one feature cube."""
-    cubes = tile_cubes(steps, plan.result.s2, plan.result.s1, CubeWindow(plan.grid, plan.window),
-                       signer=plan.profile.signer)
+    where = CubeWindow(plan.grid, plan.window)
+    cubes = tile_cubes(steps, plan.result.s2, plan.result.s1, where, signer=plan.profile.signer)
     features = build_features(cubes, spec)
     cube = {
         "s1": features["s1"].transpose("s1_channel", "y", "x").data,
@@ -627,7 +626,7 @@ def _patch_graphs(steps: TimeSteps, plan: _Plan, spec: FeatureSpec) -> list[dict
     }
     truth = plan.truth
     if truth is not None:
-        cube["truth_clear"] = truth.clear_label(steps, plan)
+        cube["truth_clear"] = truth.clear_label(steps, plan.result.s2, where)
     graphs = []
     for patch in plan.patches:
         local = patch.relative_to(plan.window)
