@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, TypeVar
 
+import dask.array as da
 import numpy as np
 import stackstac
 import xarray as xr
@@ -65,10 +66,14 @@ class CubeWindow:
         The output grid.
     window : Window
         Pixel window in grid coordinates; may reach past the grid's edges (halo).
+    one_chunk : bool
+        Read the whole window as one dask chunk (a block task reading its own window),
+        instead of cutting it on the grid's chunk boundaries.
     """
 
     grid: Grid
     window: Window
+    one_chunk: bool = False
 
     @classmethod
     def for_tile(cls, tile: Tile, halo: int = 0) -> CubeWindow:
@@ -93,8 +98,10 @@ class CubeWindow:
         return self.grid.epsg
 
     def chunks(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """Row and column chunk sizes cut on the grid's chunk boundaries."""
+        """Row and column chunk sizes cut on the grid's chunk boundaries (or one chunk)."""
         w, edge = self.window, self.grid.chunk
+        if self.one_chunk:
+            return (w.height,), (w.width,)
         return _cuts(w.row_start, w.row_stop, edge), _cuts(w.col_start, w.col_stop, edge)
 
     def coords(self) -> dict[str, np.ndarray]:
@@ -171,9 +178,25 @@ def _stack(
         reader=ExactWarpReader,
     )
     expected = where.window.shape
+    if cube.sizes["time"] == 0:  # every item misses the window (a block at a swath edge)
+        cube = _no_items(assets, expected, rows, cols, dtype)
     if cube.shape[-2:] != expected:  # pragma: no cover - guards stackstac's rounding
         raise InputError(f"stackstac built a {cube.shape[-2:]} cube for a {expected} window")
     return cube.assign_coords(where.coords())
+
+
+def _no_items(
+    assets: Sequence[str],
+    shape: tuple[int, int],
+    rows: tuple[int, ...],
+    cols: tuple[int, ...],
+    dtype: str,
+) -> xr.DataArray:
+    """An empty ``(time=0, band, y, x)`` cube: what stackstac means by "no item here"."""
+    data = da.zeros((0, len(assets), *shape), dtype=dtype, chunks=((0,), (len(assets),), rows, cols))
+    coords = {"time": np.array([], dtype="datetime64[ns]"), "id": ("time", np.array([], str)),
+              "band": list(assets)}
+    return xr.DataArray(data, dims=("time", "band", "y", "x"), coords=coords)
 
 
 def _mosaic_by(
@@ -192,7 +215,7 @@ def _mosaic_by(
     for group in groups:
         index = [ids.index(i) for i in reversed(group) if i in ids]  # the last is on top
         if not index:
-            steps.append(xr.full_like(cube.isel(time=0), nodata))
+            steps.append(_empty_step(cube, nodata))
             continue
         steps.append(stackstac.mosaic(cube.isel(time=index), dim="time", nodata=nodata))
     mosaic = xr.concat(steps, dim="time", coords="minimal", compat="override")
@@ -200,6 +223,14 @@ def _mosaic_by(
     return mosaic.drop_vars(item_coords).assign_coords(
         time=np.array(labels, dtype="datetime64[ns]")
     )
+
+
+def _empty_step(cube: xr.DataArray, nodata: float | int) -> xr.DataArray:
+    """One step of ``nodata`` shaped like a step of ``cube`` (which may hold no item)."""
+    dims = cube.dims[1:]
+    data = da.full(cube.shape[1:], nodata, dtype=cube.dtype, chunks=cube.data.chunksize[1:])
+    coords = {d: cube.coords[d] for d in dims if d in cube.coords}
+    return xr.DataArray(data, dims=dims, coords=coords)
 
 
 def _step_coord(

@@ -38,3 +38,7 @@ class NoInputError(LamapError):
 
 class LamapWarning(UserWarning):
     """Base class for warnings emitted by lamap."""
+
+
+class TileError(LamapError):
+    """A tile could not be mapped (an unreadable input, a failing task): the run goes on."""

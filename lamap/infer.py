@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_BATCH",
     "DEFAULT_WINDOW",
     "ModelRef",
+    "infer_block",
     "predict",
     "predict_array",
     "stack_inputs",
@@ -235,9 +236,13 @@ def _round4(value: int) -> int:
     return -(-value // 4) * 4
 
 
-def _infer_block(
+def infer_block(
     block: np.ndarray, *, ref: ModelRef, season: np.ndarray, halo: int, scale: float
 ) -> np.ndarray:
+    """Model LAI (m²/m²) of one block's core, ``(1, h, w)``; zeros where there is no input.
+
+    The model is loaded once per worker process (:meth:`ModelRef.load`).
+    """
     core = (1, block.shape[1] - 2 * halo, block.shape[2] - 2 * halo)
     if not (np.any(block[:6]) or np.any(block[8:])):
         return np.zeros(core, dtype=np.float32)  # no radar, no valid past: nothing to infer
@@ -289,7 +294,7 @@ def predict(
     annotations = {"resources": {"GPU": 1}} if gpu_resource else {}
     with dask.annotate(**annotations):
         out = da.map_overlap(
-            _infer_block,
+            infer_block,
             stacked,
             depth={0: 0, 1: halo, 2: halo},
             boundary=0,

@@ -1,10 +1,16 @@
 """``map_lai``: the main job, as a short orchestrator over the stages of DESIGN.md.
 
-plan (grid tiles) → catalog (one STAC search) → per tile: cube → features → infer
-(map_overlap) → store (region write, then the tile's done marker).
+plan (grid tiles) → catalog (one STAC search, indexed once) → per tile, streamed: plan
+against the scenes that intersect it → per block (a shard): features → infer → write →
+the tile's done marker.
 
-Tiles already done for the date are skipped; tiles are computed a few at a time on the
-Dask cluster, so a worker's memory is bounded by the block size, not by the bbox.
+Tiles already done for the date are skipped; tiles are planned and submitted lazily, a
+few at a time (:mod:`lamap.runner`), so the client's memory, the scheduler's tasks and a
+worker's memory are bounded by the tiles in flight and the block size, not by the bbox.
+A tile that fails is recorded in the store's ledger and the run goes on.
+:func:`plan_map` (``lamap map --dry-run``) plans without reading a pixel.
+:func:`tile_arrays` is the previous per-tile ``map_overlap`` graph, kept as the reference
+the block engine is tested and benchmarked against.
 """
 
 from __future__ import annotations
@@ -23,25 +29,33 @@ import numpy as np
 import xarray as xr
 
 from lamap._dates import as_date
+from lamap.blocks import model_window
 from lamap.catalog import CatalogProfile, SearchResult, open_catalog, search
 from lamap.cluster import ClusterSpec, dashboard_link, get_client
 from lamap.cube import CubeWindow, tile_cubes
 from lamap.errors import InputError, LamapWarning
 from lamap.features import FeatureSpec, build_features
-from lamap.grid import DEFAULT_GRID, BBox, Grid, Tile, get_grid, parse_bbox
-from lamap.infer import DEFAULT_BATCH, DEFAULT_WINDOW, ModelRef, predict
+from lamap.grid import DEFAULT_GRID, BBox, Grid, Tile, Window, get_grid, parse_bbox
+from lamap.infer import DEFAULT_BATCH, ModelRef, predict
 from lamap.plan import (
     DEFAULT_LOOKBACK_DAYS,
     DEFAULT_MIN_COVERAGE,
     DEFAULT_S1_TOLERANCE_DAYS,
-    NoInput,
     TimeSteps,
-    plan_time_steps,
     search_window,
 )
+from lamap.runner import DEFAULT_RETRIES, RunContext, run_tiles
 from lamap.store import LaiStore, Source
+from lamap.tileplan import PlanOptions, PlanSummary, SceneIndex, iter_plans
 
-__all__ = ["MapOptions", "MapReport", "SyntheticModelWarning", "map_lai", "tile_arrays"]
+__all__ = [
+    "MapOptions",
+    "MapReport",
+    "SyntheticModelWarning",
+    "map_lai",
+    "plan_map",
+    "tile_arrays",
+]
 
 
 class SyntheticModelWarning(LamapWarning):
@@ -59,23 +73,32 @@ class MapOptions:
     halo : int, optional
         map_overlap depth; default: the model's receptive field rounded up to a multiple
         of its down-sampling factor (44 px for the fused network).
-    window, batch : int
-        Model window edge and windows per model call.
+    window : int, optional
+        Model window edge; default: one window per block (the store's shard).
+    batch : int
+        Windows per model call.
     device : {"cpu", "cuda", "auto"}
         Where workers run the model; ``cuda`` also tags inference tasks with
         ``resources={"GPU": 1}``.
     tiles_in_flight : int, optional
-        Tiles computed at once (default: twice the number of workers).
+        Tiles on the cluster at once (default: twice the number of workers).
+    retries : int
+        Dask retries of a failing task before its tile is recorded as failed.
     """
 
     lookback_days: int = DEFAULT_LOOKBACK_DAYS
     s1_tolerance_days: int = DEFAULT_S1_TOLERANCE_DAYS
     min_coverage: float = DEFAULT_MIN_COVERAGE
     halo: int | None = None
-    window: int = DEFAULT_WINDOW
+    window: int | None = None
     batch: int = DEFAULT_BATCH
     device: str = "auto"
     tiles_in_flight: int | None = None
+    retries: int = DEFAULT_RETRIES
+
+    def plan_options(self) -> PlanOptions:
+        """Return the planner's share of the options."""
+        return PlanOptions(self.lookback_days, self.s1_tolerance_days, self.min_coverage)
 
 
 @dataclass
@@ -88,8 +111,10 @@ class MapReport:
     skipped: list[str] = field(default_factory=list)
     mapped: list[str] = field(default_factory=list)
     no_input: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
     dashboard: str | None = None
     seconds: float = 0.0
+    tasks: int = 0
 
 
 @contextmanager
@@ -110,13 +135,22 @@ def _catalog(source: str) -> Iterator[CatalogProfile]:
 def _search(
     source: str, tiles: Sequence[Tile], date: dt.date, options: MapOptions
 ) -> tuple[CatalogProfile, SearchResult]:
-    bounds = np.array([t.lonlat_bounds().to_tuple() for t in tiles])
-    area = (bounds[:, 0].min(), bounds[:, 1].min(), bounds[:, 2].max(), bounds[:, 3].max())
     start, end = search_window(
         [date], lookback_days=options.lookback_days, s1_tolerance_days=options.s1_tolerance_days
     )
     with _catalog(source) as profile:
-        return profile, search(profile, area, start, end)
+        return profile, search(profile, _envelope(tiles), start, end)
+
+
+def _envelope(tiles: Sequence[Tile]) -> tuple[float, float, float, float]:
+    """Return the tiles' lon/lat envelope, from their lattice extent (not tile by tile)."""
+    grid = tiles[0].grid
+    rows = [t.row for t in tiles]
+    cols = [t.col for t in tiles]
+    first = grid.get_tile(min(rows), min(cols)).window
+    last = grid.get_tile(max(rows), max(cols)).window
+    union = Window(first.row_start, last.row_stop, first.col_start, last.col_stop)
+    return grid.bounds_to_lonlat(grid.window_bounds(union)).to_tuple()
 
 
 def _combine(model_lai: xr.DataArray, features: xr.Dataset) -> tuple[xr.DataArray, xr.DataArray]:
@@ -182,7 +216,9 @@ def tile_arrays(
     return (lai.isel(core).data.rechunk(shard), source.isel(core).data.rechunk(shard))
 
 
-def _model_ref(model: str | os.PathLike[str] | None, catalog: str, options: MapOptions) -> Any:
+def _model_ref(
+    model: str | os.PathLike[str] | None, catalog: str, options: MapOptions, grid: Grid
+) -> Any:
     from lamap.model import load_checkpoint
 
     path = _model_path(model, catalog)
@@ -199,7 +235,7 @@ def _model_ref(model: str | os.PathLike[str] | None, catalog: str, options: MapO
         path=str(path),
         sha256=loaded.sha256,
         device=options.device,
-        window=options.window,
+        window=model_window(grid, options.window),
         batch=options.batch,
     )
     return ref, loaded
@@ -217,32 +253,6 @@ def _model_path(model: str | os.PathLike[str] | None, catalog: str) -> str:
             "(a checkpoint written by `lamap train`)"
         )
     return str(path)
-
-
-def _plan_tiles(
-    tiles: Sequence[Tile], result: SearchResult, date: dt.date, options: MapOptions
-) -> dict[str, TimeSteps | NoInput]:
-    return {
-        t.id: plan_time_steps(
-            result.s2,
-            result.s1,
-            date,
-            t.lonlat_bounds().to_tuple(),
-            lookback_days=options.lookback_days,
-            s1_tolerance_days=options.s1_tolerance_days,
-            min_coverage=options.min_coverage,
-            tile_id=t.id,
-        )
-        for t in tiles
-    }
-
-
-def _no_input_arrays(tile: Tile) -> tuple[da.Array, da.Array]:
-    shape, shard = tile.shape, tile.grid.shard
-    return (
-        da.full(shape, np.nan, dtype=np.float32, chunks=shard),
-        da.zeros(shape, dtype=np.uint8, chunks=shard),
-    )
 
 
 def map_lai(
@@ -295,40 +305,108 @@ def map_lai(
     store = _open_store(out, grid)
     tiles = store.grid.tiles_for_bbox(area)
     report = MapReport(day, str(out), [t.id for t in tiles])
-    todo = [t for t in tiles if not store.is_done(day, t)]
-    report.skipped = [t.id for t in tiles if t not in todo]
-    if report.skipped:
-        say(f"{len(report.skipped)} of {len(tiles)} tiles already done for {day}: skipped")
+    todo = _todo(store, day, tiles, report, say)
     if not todo:
         return report
-    ref, loaded = _model_ref(model, catalog, options)
+    ref, loaded = _model_ref(model, catalog, options, store.grid)
     spec = FeatureSpec.from_dict(loaded.feature_spec)
     halo = options.halo if options.halo is not None else _halo(loaded)
+    _check_halo(halo)
     profile, result = _search(catalog, todo, day, options)
-    plans = _plan_tiles(todo, result, day, options)
+    index = SceneIndex.from_result(result)
     store.add_date(day)
     model_info = {"path": ref.path, "sha256": ref.sha256, "lamap_version": loaded.lamap_version}
     with get_client(cluster) as client:
         report.dashboard = dashboard_link(client)
         say(f"dashboard: {report.dashboard}")
-        gpu = options.device == "cuda"
-        graphs = {}
-        for tile in todo:
-            plan = plans[tile.id]
-            if isinstance(plan, NoInput):
-                report.no_input[tile.id] = plan.reason
-                arrays = _no_input_arrays(tile)
-                info: dict[str, Any] = {"no_input": plan.to_dict(), "model": model_info}
-            else:
-                arrays = tile_arrays(
-                    plan, result, tile, ref, halo=halo, spec=spec, signer=profile.signer, gpu=gpu
-                )
-                info = {"inputs": plan.to_dict(), "model": model_info}
-            graphs[tile.id] = store.write_tile(day, tile, *arrays, info=info, compute=False)
-        _run(client, graphs, options, say, report)
+        ctx = RunContext(
+            store, day, store.block_writer(day), ref, halo, spec, model_info,
+            signer=profile.signer, gpu=options.device == "cuda", retries=options.retries,
+        )
+        info = client.scheduler_info()  # type: ignore[attr-defined]
+        workers = max(1, len(info.get("workers", {})))
+        outcome = run_tiles(
+            client,
+            iter_plans(index, todo, day, options.plan_options()),
+            ctx,
+            limit=options.tiles_in_flight or 2 * workers,
+            total=len(todo),
+            say=say,
+        )
+    report.mapped, report.no_input, report.failed = (
+        outcome.mapped, outcome.no_input, outcome.failed
+    )
+    report.tasks = outcome.tasks
     store.record_run(day, model=model_info)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def plan_map(
+    bbox: BBox | str | Sequence[float],
+    date: dt.date | str,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    catalog: str = "planetary-computer",
+    grid: Grid | None = None,
+    options: MapOptions | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> PlanSummary:
+    """Plan a map run without reading a pixel or changing anything (``--dry-run``).
+
+    Parameters
+    ----------
+    bbox, date, catalog, grid, options
+        As for :func:`map_lai`.
+    out : path-like, optional
+        An existing store: its grid is used and its done tiles are left out. A store that
+        does not exist is not created.
+    progress : callable, optional
+        Receives a line every 1,000 tiles planned.
+
+    Returns
+    -------
+    PlanSummary
+    """
+    options, say = options or MapOptions(), progress or (lambda _line: None)
+    day, area = as_date(date), parse_bbox(bbox)
+    store = LaiStore.open(out) if out is not None and _exists(out) else None
+    the_grid = store.grid if store is not None else grid or get_grid(DEFAULT_GRID)
+    tiles = the_grid.tiles_for_bbox(area)
+    done = set(store.done_tiles(day)) if store is not None and day in store.dates else set()
+    todo = [t for t in tiles if t.id not in done]
+    summary = PlanSummary(day, done=len(tiles) - len(todo))
+    if not todo:
+        return summary
+    _profile, result = _search(catalog, todo, day, options)
+    started = time.perf_counter()
+    index, used = SceneIndex.from_result(result), set[str]()
+    for count, plan in enumerate(iter_plans(index, todo, day, options.plan_options()), 1):
+        summary.add(plan, used)
+        if count % 1000 == 0:
+            say(f"planned {count}/{len(todo)} tiles")
+    summary.scenes, summary.seconds = len(index), time.perf_counter() - started
+    return summary
+
+
+def _todo(
+    store: LaiStore, day: dt.date, tiles: list[Tile], report: MapReport, say: Callable[[str], None]
+) -> list[Tile]:
+    """Return the tiles not done for the date (one listing of the markers, not one per tile)."""
+    done = set(store.done_tiles(day)) if day in store.dates else set()
+    todo = [t for t in tiles if t.id not in done]
+    report.skipped = [t.id for t in tiles if t.id in done]
+    if report.skipped:
+        say(f"{len(report.skipped)} of {len(tiles)} tiles already done for {day}: skipped")
+    retry = [t for t in store.failed_tiles(day) if t in {x.id for x in todo}] if todo else []
+    if retry:
+        say(f"{len(retry)} tiles failed before for {day}: mapping them again")
+    return todo
+
+
+def _check_halo(halo: int) -> None:
+    if halo < 0 or halo % 4:
+        raise InputError(f"the halo must be a non-negative multiple of 4 pixels, got {halo}")
 
 
 def _open_store(out: str | os.PathLike[str], grid: Grid | None) -> LaiStore:
@@ -352,31 +430,3 @@ def _halo(loaded: Any) -> int:
     from lamap.model import recommended_halo
 
     return recommended_halo(loaded.config)
-
-
-def _run(
-    client: Any,
-    graphs: dict[str, Any],
-    options: MapOptions,
-    say: Callable[[str], None],
-    report: MapReport,
-) -> None:
-    """Compute the tiles' graphs a few at a time; report each finished tile."""
-    from distributed import as_completed
-
-    workers = max(1, len(client.scheduler_info().get("workers", {})))
-    limit = options.tiles_in_flight or 2 * workers
-    pending = list(graphs.items())
-    running: dict[Any, str] = {}
-    queue = as_completed()
-    while pending or running:
-        while pending and len(running) < limit:
-            tile_id, graph = pending.pop(0)
-            future = client.compute(graph)
-            running[future] = tile_id
-            queue.add(future)
-        future = next(queue)
-        tile_id = running.pop(future)
-        future.result()
-        report.mapped.append(tile_id)
-        say(f"tile {tile_id} done ({len(report.mapped)}/{len(graphs)})")

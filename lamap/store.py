@@ -97,6 +97,7 @@ __all__ = [
     "LAI_VALID_RANGE",
     "STORE_LAYOUT",
     "ArrayLike",
+    "BlockWriter",
     "DateLike",
     "LaiStore",
     "Source",
@@ -118,6 +119,7 @@ _EPOCH = dt.date(1970, 1, 1)
 _TIME_CHUNK = 4096
 _TIME_FILL = int(np.iinfo(np.int64).min)
 _DONE = "lamap/done"
+_FAILED = "lamap/failed"
 _DIMS = ("time", "y", "x")
 _GROWING = ("lai", "source", "time")
 _REQUIRED = ("lai", "source", "time", "x", "y", "spatial_ref")
@@ -485,6 +487,14 @@ class _Target:
 
     def __dask_tokenize__(self) -> object:
         return ("lamap-store-target", self.url, self.index)
+
+    def write(self, window: Window, lai: np.ndarray, source: np.ndarray) -> Window:
+        """Write one shard-aligned block of one date (checked against the store contract)."""
+        return _write_block(self, window, lai, source)
+
+
+#: What :meth:`LaiStore.block_writer` returns: ``write(window, lai, source)`` on a worker.
+BlockWriter: TypeAlias = _Target
 
 
 def _checked(window: Window, lai: np.ndarray, source: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -1025,6 +1035,54 @@ class LaiStore:
         with contextlib.suppress(FileNotFoundError):
             fs.rm_file(path)
 
+    def block_writer(self, date: DateLike) -> BlockWriter:
+        """Return a small picklable writer of shard-aligned blocks of ``date``.
+
+        Its ``write(window, lai, source)`` is what a block task calls on a worker; the
+        window must be shard-aligned (one task per shard).
+
+        Raises
+        ------
+        StoreError
+            If the date is not on the time axis.
+        """
+        return self._target(date)
+
+    def mark_failed(self, date: DateLike, tile: Tile | str, reason: str) -> dict[str, Any]:
+        """Record in the store's ledger that a tile of a date failed, and why.
+
+        A failed tile is not done: the next run of the date maps it again, and marking it
+        done clears the record.
+        """
+        day, checked = _as_day(date), self._tile(tile)
+        record = {"date": day.isoformat(), "tile": checked.id, "reason": str(reason),
+                  "failed_at": _now(), "lamap_version": lamap.__version__}
+        fs, path = self._ledger(_FAILED, day, checked.id)
+        _put_atomic(fs, path, json.dumps(record, indent=1).encode())
+        return record
+
+    def failed_tiles(self, date: DateLike) -> dict[str, str]:
+        """Return the tiles recorded as failed for a date (id → reason), sorted."""
+        fs, folder = self._ledger(_FAILED, _as_day(date))
+        fs.invalidate_cache(folder)
+        try:
+            paths = sorted(p for p in fs.ls(folder, detail=False) if str(p).endswith(".json"))
+        except FileNotFoundError:
+            return {}
+        raw = fs.cat(paths, on_error="omit") if paths else {}
+        records = {}
+        for text in raw.values():
+            with contextlib.suppress(ValueError, KeyError):
+                record = json.loads(text)
+                records[record["tile"]] = record["reason"]
+        return dict(sorted(records.items()))
+
+    def clear_failed(self, date: DateLike, tile: Tile | str) -> None:
+        """Forget that a tile of a date failed (nothing happens if it did not)."""
+        fs, path = self._ledger(_FAILED, _as_day(date), self._tile(tile).id)
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm_file(path)
+
     def is_done(self, date: DateLike, tile: Tile | str) -> bool:
         """Return whether a tile of a date is marked done."""
         fs, path = self._marker(_as_day(date), self._tile(tile).id)
@@ -1163,6 +1221,13 @@ class LaiStore:
         fs, root = _filesystem(self.url, self.storage_options)
         return fs, f"{root}/{_DONE}/{day.isoformat()}"
 
+    def _ledger(
+        self, kind: str, day: dt.date, tile_id: str | None = None
+    ) -> tuple[fsspec.AbstractFileSystem, str]:
+        fs, root = _filesystem(self.url, self.storage_options)
+        folder = f"{root}/{kind}/{day.isoformat()}"
+        return fs, folder if tile_id is None else f"{folder}/{tile_id}.json"
+
     def _marker(self, day: dt.date, tile_id: str) -> tuple[fsspec.AbstractFileSystem, str]:
         fs, folder = self._done_folder(day)
         return fs, f"{folder}/{tile_id}.json"
@@ -1179,6 +1244,8 @@ class LaiStore:
         }
         fs, path = self._marker(day, tile_id)
         _put_atomic(fs, path, json.dumps(marker, indent=1).encode())
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm_file(self._ledger(_FAILED, day, tile_id)[1])
         return marker
 
     def __repr__(self) -> str:

@@ -1,0 +1,261 @@
+"""Stream tiles through a Dask cluster: a bounded number in flight, bad tiles recorded.
+
+Tiles are planned, submitted and released one at a time. At most ``limit`` tiles are on
+the cluster at once (enough to keep every worker busy); a tile's tasks are submitted only
+when a slot frees, and its futures are dropped as soon as its done marker is written, so
+the client's memory and the scheduler's task count stay flat in the number of tiles.
+
+Each block of a tile is three tasks (:mod:`lamap.blocks`): ``lamap-features`` (read +
+warp + features), ``lamap-infer`` (model + combination, tagged ``resources={"GPU": 1}``
+for GPU runs) and ``lamap-write``; the tile's ``lamap-done`` marker depends on its writes.
+Transient errors are retried by Dask (``retries``); a tile that still fails is recorded
+in the store's ledger with its reason (:meth:`lamap.store.LaiStore.mark_failed`), its
+shards are reset to "no input", and the run goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from lamap.blocks import (
+    BlockJob,
+    BlockResult,
+    block_features,
+    block_lai,
+    block_windows,
+    describe,
+    no_input_block,
+)
+from lamap.errors import TileError
+from lamap.features import FeatureSpec
+from lamap.grid import Window
+from lamap.infer import ModelRef
+from lamap.plan import TimeSteps
+from lamap.store import BlockWriter, LaiStore
+from lamap.tileplan import TilePlan
+
+__all__ = ["RunContext", "RunOutcome", "run_tiles", "submit_tile"]
+
+#: Retries of a task that raised (a 5xx after the reader's own back-off, a worker lost).
+DEFAULT_RETRIES = 2
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every tile of one run shares.
+
+    Attributes
+    ----------
+    store : LaiStore
+        The output store.
+    date : datetime.date
+        The date mapped (already on the store's time axis).
+    writer : BlockWriter
+        Writes the date's blocks (``store.block_writer(date)``).
+    ref : ModelRef
+        The model.
+    halo : int
+        Pixels read around each block.
+    spec : FeatureSpec
+        The model's feature definition.
+    model_info : dict
+        Recorded in every done marker.
+    signer : callable, optional
+        Signs hrefs before reading.
+    gpu : bool
+        Tag inference tasks with ``resources={"GPU": 1}``.
+    retries : int
+        Dask retries of each task.
+    """
+
+    store: LaiStore
+    date: dt.date
+    writer: BlockWriter
+    ref: ModelRef
+    halo: int
+    spec: FeatureSpec
+    model_info: dict[str, Any]
+    signer: Callable[[str], str] | None = None
+    gpu: bool = False
+    retries: int = DEFAULT_RETRIES
+    token: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+
+@dataclass
+class RunOutcome:
+    """What happened to the streamed tiles."""
+
+    mapped: list[str] = field(default_factory=list)
+    no_input: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    tasks: int = 0
+
+
+# --------------------------------------------------------------------------- the tasks
+
+
+def _features_task(job: BlockJob) -> Any:
+    try:
+        return block_features(job)
+    except Exception as err:
+        raise TileError(describe("reading inputs", job.window, err)) from err
+
+
+def _infer_task(block: Any, ref: ModelRef, lai_scale: float, window: Window) -> BlockResult:
+    try:
+        return block_lai(block, ref, lai_scale=lai_scale)
+    except Exception as err:
+        raise TileError(describe("inference", window, err)) from err
+
+
+def _write_task(writer: BlockWriter, window: Window, result: BlockResult | None) -> Window:
+    result = result if result is not None else no_input_block(window)
+    try:
+        return writer.write(window, result.lai, result.source)
+    except Exception as err:
+        raise TileError(describe("writing", window, err)) from err
+
+
+def _done_task(
+    store: LaiStore, date: dt.date, tile_id: str, info: dict[str, Any], *written: Window
+) -> str:
+    store.mark_done(date, tile_id, info)
+    return tile_id
+
+
+# --------------------------------------------------------------------------- submission
+
+
+def submit_tile(client: Any, plan: TilePlan, ctx: RunContext) -> tuple[Any, int]:
+    """Submit one tile's tasks; return the future of its done marker and the task count."""
+    tile, steps = plan.tile, plan.steps
+    key = f"{ctx.token}-{ctx.date.isoformat()}-{tile.id}"
+    windows = block_windows(tile.grid, tile.window)
+    writes = []
+    if isinstance(steps, TimeSteps):
+        s2, s1 = plan.used_scenes()
+        info: dict[str, Any] = {"inputs": steps.to_dict(), "model": ctx.model_info}
+        resources = {"GPU": 1} if ctx.gpu else None
+        for i, window in enumerate(windows):
+            job = BlockJob(steps, s2, s1, tile.grid, window, ctx.halo, ctx.spec, ctx.signer)
+            inputs = client.submit(
+                _features_task, job, key=f"lamap-features-{key}-{i}", retries=ctx.retries
+            )
+            lai = client.submit(
+                _infer_task, inputs, ctx.ref, ctx.spec.lai_scale, window,
+                key=f"lamap-infer-{key}-{i}", retries=ctx.retries, resources=resources,
+            )
+            writes.append(client.submit(
+                _write_task, ctx.writer, window, lai, key=f"lamap-write-{key}-{i}",
+                retries=ctx.retries,
+            ))
+    else:
+        info = {"no_input": steps.to_dict(), "model": ctx.model_info}
+        writes = [
+            client.submit(_write_task, ctx.writer, window, None,
+                          key=f"lamap-write-{key}-{i}", retries=ctx.retries)
+            for i, window in enumerate(windows)
+        ]
+    done = client.submit(
+        _done_task, ctx.store, ctx.date, tile.id, info, *writes, key=f"lamap-done-{key}",
+        retries=ctx.retries,
+    )
+    return done, (3 if isinstance(steps, TimeSteps) else 1) * len(windows) + 1
+
+
+def run_tiles(
+    client: Any,
+    plans: Iterator[TilePlan],
+    ctx: RunContext,
+    *,
+    limit: int,
+    total: int,
+    say: Callable[[str], None],
+) -> RunOutcome:
+    """Stream planned tiles through the cluster, at most ``limit`` at once.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        The cluster.
+    plans : iterator of TilePlan
+        Planned lazily: the next tile is planned only when a slot is free.
+    ctx : RunContext
+        The run.
+    limit : int
+        Tiles in flight.
+    total : int
+        Tiles to map (for the progress lines).
+    say : callable
+        Receives ``tile … done (k/n)`` and ``tile … failed: …`` lines.
+
+    Returns
+    -------
+    RunOutcome
+    """
+    from distributed import as_completed
+
+    outcome, finished = RunOutcome(), 0
+    running: dict[Any, TilePlan] = {}
+    queue = as_completed()
+
+    def fill() -> None:
+        while len(running) < limit:
+            plan = next(plans, None)
+            if plan is None:
+                return
+            future, tasks = submit_tile(client, plan, ctx)
+            outcome.tasks += tasks
+            running[future] = plan
+            queue.add(future)
+
+    fill()
+    while running:
+        future = next(queue)
+        plan = running.pop(future)
+        finished += 1
+        _settle(future, plan, ctx, outcome, say, f"({finished}/{total})")
+        del future
+        fill()
+    return outcome
+
+
+def _settle(
+    future: Any,
+    plan: TilePlan,
+    ctx: RunContext,
+    outcome: RunOutcome,
+    say: Callable[[str], None],
+    count: str,
+) -> None:
+    """Record a finished tile: mapped, without input, or failed (ledger + reset shards)."""
+    tile_id = plan.tile.id
+    if future.status == "finished":
+        if isinstance(plan.steps, TimeSteps):
+            outcome.mapped.append(tile_id)
+        else:
+            outcome.no_input[tile_id] = plan.steps.reason
+        say(f"tile {tile_id} done {count}")
+        return
+    reason = _reason(future)
+    outcome.failed[tile_id] = reason
+    ctx.store.mark_failed(ctx.date, tile_id, reason)
+    for window in block_windows(plan.tile.grid, plan.tile.window):
+        empty = no_input_block(window)
+        ctx.writer.write(window, empty.lai, empty.source)
+    say(f"tile {tile_id} failed {count}: {reason}")
+
+
+def _reason(future: Any) -> str:
+    try:
+        err = future.exception(timeout=30)
+    except Exception as lost:  # noqa: BLE001 - cancelled or lost: the reason is the error
+        err = lost
+    text = str(err).strip().splitlines()[0] if err is not None and str(err).strip() else ""
+    if isinstance(err, TileError):
+        return text
+    return f"{type(err).__name__}: {text}"[:500]
