@@ -124,6 +124,11 @@ def map_(
     s1_tolerance: Annotated[
         int, typer.Option(help="Max days between an S2 step and its S1 pass.")
     ] = 6,
+    dry_run: Annotated[
+        bool,
+        typer.Option(help="Plan only: print tiles, tiles without input and why, items per "
+                     "tile and pixels; read no pixel, change nothing."),
+    ] = False,
 ) -> None:
     """Map LAI over a bbox for one date into a Zarr store.
 
@@ -132,11 +137,19 @@ def map_(
     """
     from lamap.cluster import ClusterSpec
     from lamap.grid import resolve_grid
-    from lamap.mapping import MapOptions, map_lai
+    from lamap.mapping import MapOptions, map_lai, plan_map
 
     chosen = None
     if grid or crs or resolution:
         chosen = resolve_grid(grid=grid, crs=crs, resolution=resolution)
+    if dry_run:
+        summary = plan_map(
+            bbox, date, out, catalog=catalog, grid=chosen,
+            options=MapOptions(lookback_days=lookback, s1_tolerance_days=s1_tolerance),
+            progress=lambda line: typer.echo(line, err=True),
+        )
+        typer.echo("\n".join(summary.lines()))
+        return
     cluster = ClusterSpec(
         scheduler=scheduler,
         workers=workers,
@@ -158,10 +171,20 @@ def map_(
         )
     typer.echo(
         f"{report.date}: {len(report.mapped)} tiles mapped, {len(report.skipped)} already done, "
-        f"{len(report.no_input)} without input, in {report.seconds:.1f} s -> {report.store}"
+        f"{len(report.no_input)} without input, {len(report.failed)} failed, "
+        f"in {report.seconds:.1f} s -> {report.store}"
     )
     for tile_id, reason in report.no_input.items():
         typer.echo(f"  {tile_id}: no input: {reason}")
+    for tile_id, reason in report.failed.items():
+        typer.echo(f"  {tile_id}: failed: {reason}")
+    if report.failed:
+        typer.echo(
+            f"lamap: error: {len(report.failed)} tiles failed (recorded in the store); "
+            "rerun the same command to retry them",
+            err=True,
+        )
+        raise SystemExit(1)
 
 
 @app.command()

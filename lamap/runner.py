@@ -16,6 +16,7 @@ shards are reset to "no input", and the run goes on.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ from lamap.store import BlockWriter, LaiStore
 from lamap.tileplan import TilePlan
 
 __all__ = ["RunContext", "RunOutcome", "run_tiles", "submit_tile"]
+
+_LOG = logging.getLogger("lamap.runner")
 
 #: Retries of a task that raised (a 5xx after the reader's own back-off, a worker lost).
 DEFAULT_RETRIES = 2
@@ -98,26 +101,32 @@ class RunOutcome:
 # --------------------------------------------------------------------------- the tasks
 
 
-def _features_task(job: BlockJob) -> Any:
+def _staged(stage: str, window: Window, work: Callable[[], Any]) -> Any:
+    """Run a stage; a failure becomes one TileError line naming the stage and the block.
+
+    The TileError is raised outside the ``except`` block on purpose: Dask pickles an
+    exception with its chain, and a chain holding a reader's exception that does not
+    unpickle would reach the client as a bare ``Exception``. The worker logs the chain.
+    """
     try:
-        return block_features(job)
+        return work()
     except Exception as err:
-        raise TileError(describe("reading inputs", job.window, err)) from err
+        _LOG.warning("%s of block %s failed", stage, window, exc_info=True)
+        reason = describe(stage, window, err)
+    raise TileError(reason)
+
+
+def _features_task(job: BlockJob) -> Any:
+    return _staged("reading inputs", job.window, lambda: block_features(job))
 
 
 def _infer_task(block: Any, ref: ModelRef, lai_scale: float, window: Window) -> BlockResult:
-    try:
-        return block_lai(block, ref, lai_scale=lai_scale)
-    except Exception as err:
-        raise TileError(describe("inference", window, err)) from err
+    return _staged("inference", window, lambda: block_lai(block, ref, lai_scale=lai_scale))
 
 
 def _write_task(writer: BlockWriter, window: Window, result: BlockResult | None) -> Window:
-    result = result if result is not None else no_input_block(window)
-    try:
-        return writer.write(window, result.lai, result.source)
-    except Exception as err:
-        raise TileError(describe("writing", window, err)) from err
+    done = result if result is not None else no_input_block(window)
+    return _staged("writing", window, lambda: writer.write(window, done.lai, done.source))
 
 
 def _done_task(
