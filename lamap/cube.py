@@ -192,8 +192,9 @@ def _no_items(
     cols: tuple[int, ...],
     dtype: str,
 ) -> xr.DataArray:
-    """An empty ``(time=0, band, y, x)`` cube: what stackstac means by "no item here"."""
-    data = da.zeros((0, len(assets), *shape), dtype=dtype, chunks=((0,), (len(assets),), rows, cols))
+    """Return an empty ``(time=0, band, y, x)`` cube: stackstac's "no item here"."""
+    chunks = ((0,), (len(assets),), rows, cols)
+    data = da.zeros((0, len(assets), *shape), dtype=dtype, chunks=chunks)
     coords = {"time": np.array([], dtype="datetime64[ns]"), "id": ("time", np.array([], str)),
               "band": list(assets)}
     return xr.DataArray(data, dims=("time", "band", "y", "x"), coords=coords)
