@@ -47,7 +47,7 @@ from shapely.geometry.base import BaseGeometry
 from shapely.geometry.polygon import orient
 
 from lamap._dates import as_date
-from lamap.catalog import BBox, SearchResult, open_catalog, parse_items
+from lamap.catalog import BBox, SearchResult, as_geometry, open_catalog, parse_items
 from lamap.errors import InputError
 from lamap.synthetic.solar import sun_position
 
@@ -206,7 +206,7 @@ def _mgrs(zone: int, lat: float, col: int, row: int) -> str:
 @lru_cache(maxsize=8)
 def _s2_tiles(bbox: BBox) -> _Tiles:
     """Return the Sentinel-2 tiles that meet the bbox and their own UTM zone."""
-    west, south, east, north = bbox
+    (west, south, east, north), area = bbox, as_geometry(bbox)
     tiles = _Tiles([], [], [], np.empty(0, object), np.empty((0, 2)))
     for zone in range(max(1, int((west + 176) // 6) + 1), min(60, int((east + 184) // 6) + 1) + 1):
         epsg, meridian = 32600 + zone, 6.0 * zone - 183.0
@@ -222,7 +222,7 @@ def _s2_tiles(bbox: BBox) -> _Tiles:
             np.stack([x0, x1, x1, x0, cols * 1e5 + 5e4], 1),
             np.stack([y1, y1, y0, y0, rows * 1e5 + 5e4], 1))
         polygons = shapely.polygons(np.stack([lon[:, :4], lat[:, :4]], axis=-1))
-        keep = np.flatnonzero(shapely.intersects(polygons, box(*bbox)) & shapely.intersects(
+        keep = np.flatnonzero(shapely.intersects(polygons, area) & shapely.intersects(
             polygons, box(meridian - 3, -80, meridian + 3, 84)))
         tiles.names.extend(_mgrs(zone, lat[i, 4], cols[i], rows[i]) for i in keep)
         tiles.epsg.extend([epsg] * len(keep))
@@ -253,11 +253,12 @@ class _S1Slice(NamedTuple):
 
 
 def _s2_acquisitions(start: dt.date, end: dt.date, bbox: BBox) -> list[_S2Acq]:
-    tiles, area, found = _s2_tiles(bbox), box(*bbox), []
+    tiles, area, found = _s2_tiles(bbox), as_geometry(bbox), []
     tree = shapely.STRtree(tiles.footprints)
     for unit in _S2_UNITS:
         lo, hi = unit.half(bbox[1] - 3.0, bbox[3] + 3.0, ascending=False)
-        u = np.linspace(lo, hi, int(math.degrees(hi - lo) / 0.4) + 2)
+        step = math.radians(0.4)  # fixed vertices: footprints do not depend on the bbox
+        u = np.arange(math.floor(lo / step), math.ceil(hi / step) + 1) * step
         lead = unit.seconds(unit.half(0.0, _S2_DATATAKE_LAT, ascending=False)[0])
         for orbit in unit.orbits(start, end):
             when = unit.node_time(orbit) + dt.timedelta(seconds=lead)
@@ -282,7 +283,7 @@ def _largest(geometry: BaseGeometry) -> Polygon:
 
 
 def _s1_slices(start: dt.date, end: dt.date, bbox: BBox) -> list[_S1Slice]:
-    area, found = box(*bbox), []
+    area, found = as_geometry(bbox), []
     for unit in _S1_UNITS:
         for orbit in unit.orbits(start, end):
             node = unit.node_time(orbit)
@@ -412,7 +413,7 @@ def _tile_grids(tiles: _Tiles, i: int) -> tuple[dict[int, dict[str, Any]], dict[
 def _s1_item(piece: _S1Slice, seed: int) -> dict[str, Any]:
     unit, orbit, begin = piece.unit, piece.orbit, piece.start
     end = begin + dt.timedelta(seconds=_S1_SLICE_S)
-    datatake = 425458 + 2 * (orbit - unit.anchor_orbit) + (not piece.ascending)
+    datatake = 425458 + 2 * (orbit - unit.anchor_orbit) - piece.ascending  # 53498: 067DF2
     item_id = (f"{unit.code}_IW_GRDH_1SDV_{begin:%Y%m%dT%H%M%S}_{end:%Y%m%dT%H%M%S}_"
                f"{orbit:06d}_{datatake % 0x1000000:06X}_rtc")
     href = (f"{FAKE_BASE_URL}/sentinel1-grd-rtc/GRD/{begin.year}/{begin.month}/{begin.day}/"
@@ -457,9 +458,9 @@ def _inputs(
         west, south, east, north = (float(v) for v in bbox)
     except (TypeError, ValueError):
         west = south = east = north = math.nan
-    if not (-180.0 <= west < east <= 180.0 and 0.0 <= south < north <= 84.0):
-        raise InputError(f"bbox {tuple(bbox)} must be W,S,E,N degrees with W < E and "
-                         "0 <= S < N <= 84: the synthetic catalog is northern-hemisphere only")
+    if not (-180.0 <= west <= east <= 180.0 and 0.0 <= south <= north <= 84.0):
+        raise InputError(f"bbox {tuple(bbox)} must be W,S,E,N degrees with W <= E and "
+                         "0 <= S <= N <= 84: the synthetic catalog is northern-hemisphere only")
     return first, last, (west, south, east, north)
 
 
@@ -467,6 +468,11 @@ def count_items(
     start: dt.date | str, end: dt.date | str, *, bbox: Sequence[float] = EEA39_BBOX
 ) -> dict[str, int]:
     """Count the items of :func:`continental_items` without building them (no seed needed).
+
+    Parameters
+    ----------
+    start, end, bbox
+        As in :func:`iter_continental_items`.
 
     Returns
     -------
