@@ -84,6 +84,9 @@ class MapOptions:
         Tiles on the cluster at once (default: twice the number of workers).
     retries : int
         Dask retries of a failing task before its tile is recorded as failed.
+    exact_warp : bool
+        Warp inputs with the exact transformer instead of GDAL's default approximate one
+        (see :mod:`lamap.blocks`).
     """
 
     lookback_days: int = DEFAULT_LOOKBACK_DAYS
@@ -95,6 +98,7 @@ class MapOptions:
     device: str = "auto"
     tiles_in_flight: int | None = None
     retries: int = DEFAULT_RETRIES
+    exact_warp: bool = False
 
     def plan_options(self) -> PlanOptions:
         """Return the planner's share of the options."""
@@ -322,6 +326,7 @@ def map_lai(
         ctx = RunContext(
             store, day, store.block_writer(day), ref, halo, spec, model_info,
             signer=profile.signer, gpu=options.device == "cuda", retries=options.retries,
+            exact_warp=options.exact_warp,
         )
         info = client.scheduler_info()  # type: ignore[attr-defined]
         workers = max(1, len(info.get("workers", {})))

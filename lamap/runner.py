@@ -73,6 +73,10 @@ class RunContext:
         Tag inference tasks with ``resources={"GPU": 1}``.
     retries : int
         Dask retries of each task.
+    exact_warp : bool
+        Read with the exact transformer (see :mod:`lamap.blocks`).
+    token : str
+        Makes the run's task keys unique on a shared cluster.
     """
 
     store: LaiStore
@@ -85,6 +89,7 @@ class RunContext:
     signer: Callable[[str], str] | None = None
     gpu: bool = False
     retries: int = DEFAULT_RETRIES
+    exact_warp: bool = False
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
 
@@ -150,7 +155,8 @@ def submit_tile(client: Any, plan: TilePlan, ctx: RunContext) -> tuple[Any, int]
         info: dict[str, Any] = {"inputs": steps.to_dict(), "model": ctx.model_info}
         resources = {"GPU": 1} if ctx.gpu else None
         for i, window in enumerate(windows):
-            job = BlockJob(steps, s2, s1, tile.grid, window, ctx.halo, ctx.spec, ctx.signer)
+            job = BlockJob(steps, s2, s1, tile.grid, window, ctx.halo, ctx.spec, ctx.signer,
+                           ctx.exact_warp)
             inputs = client.submit(
                 _features_task, job, key=f"lamap-features-{key}-{i}", retries=ctx.retries
             )

@@ -283,8 +283,40 @@ def test_gpu_tasks_run_only_on_gpu_workers(gpu_client, tile_plan, model, externa
     assert others == {"gpu", "cpu"}, "other tasks may use every worker"
     stored = xr.open_zarr(external_run[0]).isel(time=0)
     rows, cols = tile_plan[0].window.to_slices()
-    np.testing.assert_array_equal(lai_values, stored["lai"].values[rows, cols])
-    np.testing.assert_array_equal(source_values, stored["source"].values[rows, cols])
+    # the map's block engine warps with GDAL's approximate transformer, this graph exactly
+    assert (source_values == stored["source"].values[rows, cols]).mean() > 0.99
+    both = np.isfinite(lai_values) & np.isfinite(stored["lai"].values[rows, cols])
+    close = np.abs(lai_values - stored["lai"].values[rows, cols])[both] < 0.05
+    assert close.mean() > 0.99
+
+
+def test_block_engine_runs_inference_only_on_gpu_workers(
+    gpu_client, tile_plan, model, grid, external_run, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from distributed import get_task_stream
+
+    from lamap.runner import RunContext, run_tiles
+    from lamap.tileplan import SceneIndex, iter_plans
+
+    tile, _steps, result, profile = tile_plan
+    store = LaiStore.create(tmp_path / "lai.zarr", grid)
+    store.add_date(DATE)
+    ref = ModelRef.from_path(str(model), device="cpu", window=grid.shard)
+    ctx = RunContext(store, DATE, store.block_writer(DATE), ref,
+                     recommended_halo(ModelConfig.tiny()), FeatureSpec(), {},
+                     signer=profile.signer, gpu=True)  # fmt: skip
+    with get_task_stream(gpu_client) as stream:
+        outcome = run_tiles(gpu_client, iter_plans(SceneIndex.from_result(result), [tile], DATE),
+                            ctx, limit=2, total=1, say=lambda _line: None)  # fmt: skip
+    assert outcome.mapped == [tile.id] and not outcome.failed
+    names = {addr: w["name"] for addr, w in gpu_client.scheduler_info()["workers"].items()}
+    stages = {key_split(task["key"]) for task in stream.data}
+    assert {"lamap-features", "lamap-infer", "lamap-write", "lamap-done"} <= stages, stages
+    ran = {names[task["worker"]] for task in stream.data if key_split(task["key"]) == "lamap-infer"}
+    assert ran == {"gpu"}
+    stored, mine = xr.open_zarr(external_run[0]).isel(time=0), xr.open_zarr(store.url).isel(time=0)
+    rows, cols = tile.window.to_slices()
+    np.testing.assert_array_equal(mine["lai"].values[rows, cols], stored["lai"].values[rows, cols])
 
 
 def test_map_graph_keeps_gpu_annotation(gpu_client, tile_plan, model, grid, tmp_path) -> None:  # type: ignore[no-untyped-def]
