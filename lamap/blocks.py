@@ -19,7 +19,7 @@ quarter less read CPU, measured by ``lamap bench``); ``exact_warp`` reads pixels
 independently of the window (tolerance 1e-4 px), and then a map computed in blocks equals
 the same pixels computed in one piece to float tolerance (``tests/test_blocks.py``).
 
-Task keys start with ``lamap-features``, ``lamap-infer``, ``lamap-write`` and
+Task keys start with ``lamap-inputs``, ``lamap-infer``, ``lamap-write`` and
 ``lamap-done``: the stage names on the Dask dashboard.
 """
 

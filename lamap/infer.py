@@ -151,7 +151,7 @@ def stack_inputs(features: xr.Dataset) -> da.Array:
     stacked = da.concatenate(parts, axis=0).astype(np.float32).rechunk({0: -1})
     # one readable name for the whole feature assembly on the dashboard's task stream
     return stacked.map_blocks(
-        _identity, dtype=np.float32, name=f"lamap-features-{tokenize(stacked.name)}"
+        _identity, dtype=np.float32, name=f"lamap-inputs-{tokenize(stacked.name)}"
     )
 
 

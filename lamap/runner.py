@@ -5,7 +5,7 @@ the cluster at once (enough to keep every worker busy); a tile's tasks are submi
 when a slot frees, and its futures are dropped as soon as its done marker is written, so
 the client's memory and the scheduler's task count stay flat in the number of tiles.
 
-Each block of a tile is three tasks (:mod:`lamap.blocks`): ``lamap-features`` (read +
+Each block of a tile is three tasks (:mod:`lamap.blocks`): ``lamap-inputs`` (read +
 warp + features), ``lamap-infer`` (model + combination, tagged ``resources={"GPU": 1}``
 for GPU runs) and ``lamap-write``; the tile's ``lamap-done`` marker depends on its writes.
 Transient errors are retried by Dask (``retries``); a tile that still fails is recorded
@@ -158,7 +158,7 @@ def submit_tile(client: Any, plan: TilePlan, ctx: RunContext) -> tuple[Any, int]
             job = BlockJob(steps, s2, s1, tile.grid, window, ctx.halo, ctx.spec, ctx.signer,
                            ctx.exact_warp)
             inputs = client.submit(
-                _features_task, job, key=f"lamap-features-{key}-{i}", retries=ctx.retries
+                _features_task, job, key=f"lamap-inputs-{key}-{i}", retries=ctx.retries
             )
             lai = client.submit(
                 _infer_task, inputs, ctx.ref, ctx.spec.lai_scale, window,

@@ -16,8 +16,8 @@ from lamap.infer import ModelRef
 from lamap.mapping import MapOptions, plan_map, tile_arrays
 from lamap.model import load_checkpoint, recommended_halo
 from lamap.plan import TimeSteps, plan_time_steps, search_window
-from lamap.tileplan import SceneIndex, iter_plans, plan_tile
 from lamap.synthetic.world import World
+from lamap.tileplan import SceneIndex, iter_plans, plan_tile
 
 DATE = dt.date(2024, 4, 28)
 
@@ -64,7 +64,9 @@ def _busiest(grid: Grid, world: World):  # type: ignore[no-untyped-def]
     return max(grid.tiles_for_window(grid.window), key=inside)
 
 
-def test_exact_blocks_equal_the_map_overlap_graph_of_the_tile(result, grid: Grid, model, tiny_world) -> None:  # type: ignore[no-untyped-def]
+def test_exact_blocks_equal_the_map_overlap_graph_of_the_tile(
+    result, grid: Grid, model, tiny_world
+) -> None:  # type: ignore[no-untyped-def]
     """Blocks read with their own halos give the tile computed in one graph (seamless)."""
     loaded = load_checkpoint(model)
     halo, spec = recommended_halo(loaded.config), FeatureSpec.from_dict(loaded.feature_spec)

@@ -311,7 +311,7 @@ def test_block_engine_runs_inference_only_on_gpu_workers(
     assert outcome.mapped == [tile.id] and not outcome.failed
     names = {addr: w["name"] for addr, w in gpu_client.scheduler_info()["workers"].items()}
     stages = {key_split(task["key"]) for task in stream.data}
-    assert {"lamap-features", "lamap-infer", "lamap-write", "lamap-done"} <= stages, stages
+    assert {"lamap-inputs", "lamap-infer", "lamap-write", "lamap-done"} <= stages, stages
     ran = {names[task["worker"]] for task in stream.data if key_split(task["key"]) == "lamap-infer"}
     assert ran == {"gpu"}
     stored, mine = xr.open_zarr(external_run[0]).isel(time=0), xr.open_zarr(store.url).isel(time=0)
