@@ -271,40 +271,54 @@ def bench(
     world: Annotated[
         Path | None, typer.Option(help="A demo world (default: generate a temporary one).")
     ] = None,
-    model: Annotated[Path | None, typer.Option(help="Checkpoint (default: seeded).")] = None,
-    blocks: Annotated[str, typer.Option(help="Block sizes to compare, comma-separated.")] = (
-        "256,512"
-    ),
+    model: Annotated[Path | None, typer.Option(help="Checkpoint (default: demo weights).")] = None,
+    block: Annotated[int, typer.Option(help="Shard and tile edge in px (europe: 1000).")] = 1000,
+    tiles: Annotated[int, typer.Option(help="Tiles (blocks) to map.")] = 2,
     workers: Annotated[int, typer.Option(help="Local worker processes.")] = 2,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.", parser=parse_device)] = "cpu",
     size: Annotated[int, typer.Option(help="Edge of the generated world.", parser=parse_size)] = (
-        1280
+        2048
     ),
+    peer: Annotated[bool, typer.Option(help="Also run the naive peer.")] = True,
+    plan_only: Annotated[
+        bool, typer.Option(help="Plan and build tiles of a synthetic continental catalog.")
+    ] = False,
+    plan_tiles: Annotated[
+        str, typer.Option(help="With --plan-only: tile counts, comma-separated.")
+    ] = "100,1000,10000",
+    whole: Annotated[
+        bool, typer.Option(help="With --plan-only: also plan the whole europe grid.")
+    ] = False,
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="Also write rows as JSON.")
+        Path | None, typer.Option("--json", help="Also write the figures as JSON.")
     ] = None,
 ) -> None:
-    """Measure model-only vs end-to-end throughput, halo overhead and peak worker memory.
+    """Measure where a map's time goes (model, inputs, end to end, a naive peer, tasks).
 
-    Example: lamap bench --blocks 256,512 --workers 2
+    Example: lamap bench --tiles 2 --workers 2; lamap bench --plan-only --whole
     """
     import json
 
-    from lamap.bench import rows_as_dicts, run_bench, table
+    say = lambda line: typer.echo(line, err=True)  # noqa: E731
+    if plan_only:
+        from lamap.bench_plan import plan_table, rows_as_dicts, run_plan_bench
 
-    sizes = tuple(int(b) for b in blocks.split(","))
-    rows = run_bench(
-        world=str(world) if world else None,
-        checkpoint=str(model) if model else None,
-        blocks=sizes,
-        workers=workers,
-        device=device,
-        size=size,
-        progress=lambda line: typer.echo(line, err=True),
-    )
-    typer.echo(table(rows))
+        counts = tuple(int(n) for n in plan_tiles.split(","))
+        out = run_plan_bench(counts, whole=whole, progress=say)
+        typer.echo(plan_table(out))
+        if json_out:
+            json_out.write_text(json.dumps(rows_as_dicts(out), indent=1))
+        return
+    from lamap.bench import report_as_dict, run_bench, table
+
+    report = run_bench(
+        world=str(world) if world else None, checkpoint=str(model) if model else None,
+        block=block, tiles=tiles, workers=workers, device=device, size=size, peer=peer,
+        progress=say,
+    )  # fmt: skip
+    typer.echo(table(report))
     if json_out:
-        json_out.write_text(json.dumps(rows_as_dicts(rows), indent=1))
+        json_out.write_text(json.dumps(report_as_dict(report), indent=1))
 
 
 @app.command()

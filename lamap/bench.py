@@ -1,59 +1,73 @@
-"""``lamap bench``: model-only versus end-to-end throughput, halo overhead, worker memory.
+"""``lamap bench``: where the time of a map goes, every figure from one run on one machine.
 
-Everything is measured in one run on one machine, so the ratios mean something:
+On a demo world mapped on a grid of ``block``-px shards (the europe grid's 1000 px by
+default), through a ``LocalCluster`` of ``workers`` single-threaded worker processes:
 
-- **model-only**: the fused model on prepared tensors, with the same block size, halo,
-  window, device and channels-last layout as the map, in this process (px/s of output);
-- **layout speed-up**: model-only throughput with channels-last weights and inputs over the
-  same with the default contiguous weights (the layout before lamap 0.1 switched);
-- **end-to-end**: ``lamap map`` over a demo world through the local STAC API and a
-  ``LocalCluster`` (px/s of mapped tile area, search and planning included);
-- **halo factor**: pixels the model computes per output pixel, ``((b + 2h) / b)²`` for
-  blocks of ``b`` px and a halo ``h`` (window padding included);
-- **peak worker memory**: the largest resident memory of any worker, polled while the map
-  runs, at 1× and 4× the area (it must not grow with the bbox).
+- **model-only**: the ``lamap-infer`` tasks of the map's own blocks and windows, on the
+  cluster, their inputs already computed and held by the workers (px/s of output);
+- **inputs-only**: the ``lamap-inputs`` tasks alone (read + warp + mosaic + features), with
+  the default approximate warp and with the exact one;
+- **end-to-end**: :func:`lamap.mapping.map_lai` over the same tiles into a new store
+  (search through the local STAC API, planning, writes and done markers included);
+- **naive peer**: :func:`lamap.peer.naive_map`, a plain loop over 512-px windows with
+  rasterio ``WarpedVRT`` reads and the same features and network, one process, no dask,
+  on the same COGs and tiles;
+- **tasks per output megapixel** of the block engine and of the previous per-tile
+  ``map_overlap`` graph (:func:`lamap.mapping.tile_arrays`) on the europe grid's chunks;
+- **halo factor** (model pixels per output pixel), **peak worker and client memory**.
+
+Speed claims are the ratios; absolute px/s only describe this machine.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lamap.blocks import halo_factor
 from lamap.cluster import ClusterSpec
 from lamap.features import FeatureSpec
-from lamap.grid import Grid
-from lamap.infer import DEFAULT_BATCH, DEFAULT_WINDOW, predict_array, set_layout
-from lamap.mapping import MapOptions, map_lai
-from lamap.model import load_checkpoint, recommended_halo, save_checkpoint, seeded_model
+from lamap.grid import Grid, Tile
+from lamap.infer import DEFAULT_BATCH, predict_array, set_layout
+from lamap.model import load_checkpoint, recommended_halo
 from lamap.synthetic.world import World, WorldSpec, generate_world, load_world
 
-__all__ = ["BenchRow", "model_throughput", "run_bench"]
+__all__ = ["BenchReport", "model_throughput", "run_bench", "table"]
 
 
 @dataclass(frozen=True)
-class BenchRow:
-    """One line of the bench table."""
+class BenchReport:
+    """The bench's figures (px/s are output pixels per second of wall time)."""
 
     block: int
     halo: int
+    tiles: int
     area_px: int
+    workers: int
+    device: str
     model_px_s: float
+    inputs_px_s: float
+    inputs_exact_px_s: float
     end_to_end_px_s: float
+    peer_px_s: float
+    tasks_per_mpx: float
+    tasks_per_mpx_before: float
     halo_factor: float
+    halo_factor_before: float
     peak_worker_mib: float
-    seconds: float
-    model_contiguous_px_s: float = float("nan")
+    peak_client_mib: float
+    layout_speedup: float
+    peer_agreement: float
 
     @property
     def ratio(self) -> float:
@@ -61,17 +75,14 @@ class BenchRow:
         return self.end_to_end_px_s / self.model_px_s
 
     @property
-    def layout_speedup(self) -> float:
-        """Model-only throughput, channels-last over contiguous weights."""
-        return self.model_px_s / self.model_contiguous_px_s
+    def peer_speedup(self) -> float:
+        """End-to-end throughput over the naive peer's."""
+        return self.end_to_end_px_s / self.peer_px_s
 
-
-def halo_factor(block: int, halo: int, window: int = DEFAULT_WINDOW) -> float:
-    """Model pixels computed per output pixel for ``block``-px blocks (window padding too)."""
-    size = min(block, window)
-    padded = -(-block // size) * size
-    per_window = (size + 2 * halo) ** 2 / size**2
-    return per_window * padded**2 / block**2
+    @property
+    def task_cut(self) -> float:
+        """Tasks per megapixel before over after."""
+        return self.tasks_per_mpx_before / self.tasks_per_mpx
 
 
 def model_throughput(
@@ -80,12 +91,12 @@ def model_throughput(
     halo: int,
     *,
     device: str = "cpu",
-    window: int = DEFAULT_WINDOW,
+    window: int | None = None,
     batch: int = DEFAULT_BATCH,
     repeats: int = 2,
     channels_last: bool = True,
 ) -> float:
-    """Output px/s of the model alone on random prepared blocks (same path as a map).
+    """Output px/s of the model alone in this process, one thread, on a random block.
 
     ``channels_last=False`` keeps the weights in the default layout (the baseline of the
     layout speed-up).
@@ -98,17 +109,20 @@ def model_throughput(
     rng = np.random.default_rng(0)
     inputs = rng.random((20, block + 2 * halo, block + 2 * halo), dtype=np.float32)
     season = np.array([0.5, -0.8], dtype=np.float32)
-    predict_array(inputs, season, halo, model, window=window, batch=batch)  # warm up
+    edge = window or block
+    predict_array(inputs, season, halo, model, window=edge, batch=batch)  # warm up
     started = time.perf_counter()
     for _ in range(repeats):
-        predict_array(inputs, season, halo, model, window=window, batch=batch)
+        predict_array(inputs, season, halo, model, window=edge, batch=batch)
     return repeats * block * block / (time.perf_counter() - started)
 
 
 @contextmanager
-def _memory_poll(client: Any, every: float = 0.5) -> Iterator[list[float]]:
-    """Poll the workers' resident memory (bytes) in a thread; yields the running peaks."""
-    peaks: list[float] = [0.0]
+def _memory_poll(client: Any, every: float = 0.25) -> Iterator[list[float]]:
+    """Poll the workers' and this process's resident memory; yields [worker, client] peaks."""
+    import psutil
+
+    peaks: list[float] = [0.0, 0.0]
     stop = threading.Event()
 
     def rss() -> int:
@@ -117,11 +131,13 @@ def _memory_poll(client: Any, every: float = 0.5) -> Iterator[list[float]]:
         return int(psutil.Process().memory_info().rss)
 
     def loop() -> None:
+        me = psutil.Process()
         while not stop.is_set():
             try:
                 peaks[0] = max(peaks[0], *client.run(rss).values())
             except Exception:  # noqa: BLE001 - polling must never kill the bench
                 pass
+            peaks[1] = max(peaks[1], float(me.memory_info().rss))
             stop.wait(every)
 
     thread = threading.Thread(target=loop, daemon=True)
@@ -140,168 +156,172 @@ def _bench_world(world: str | None, work: Path, size: int, say: Callable[[str], 
     return generate_world(work / "world", WorldSpec(seed=5, size=size, days=30))
 
 
-def _bboxes(grid: Grid, world: World) -> dict[int, tuple[float, ...]]:
-    """Return a 1-tile and a 2×2-tile bbox (10 % inside their tiles) at the world's centre."""
+def _tiles(grid: Grid, world: World, count: int) -> list[Tile]:
+    """Return the ``count`` whole tiles nearest the world's centre (row-major)."""
     xmin, ymin, xmax, ymax = world.meta["truth_grid"]["bounds"]
-    first = grid.tiles_for_window(
-        grid.window_for_bounds(
-            ((xmin + xmax) / 2 - 1, (ymin + ymax) / 2 - 1, (xmin + xmax) / 2, (ymin + ymax) / 2)
+    inside = grid.window_for_bounds((xmin, ymin, xmax, ymax))
+    whole = [t for t in grid.tiles_for_window(inside) if t.shape == (grid.tile, grid.tile)]
+    if len(whole) < count:
+        raise ValueError(
+            f"the bench world holds {len(whole)} whole {grid.tile}-px tiles, {count} asked: "
+            "generate a larger one (--size) or ask for fewer tiles (--tiles)"
         )
-    )[0]
-    boxes: dict[int, tuple[float, ...]] = {}
-    for count, span in ((1, 1), (4, 2)):
-        x0, _, _, y1 = first.bounds
-        x1 = x0 + span * grid.tile * grid.resolution
-        y0 = y1 - span * grid.tile * grid.resolution
-        pad = 0.1 * grid.tile * grid.resolution
-        boxes[count] = grid.bounds_to_lonlat((x0 + pad, y0 + pad, x1 - pad, y1 - pad)).to_tuple()
-    return boxes
+    return sorted(whole[:count], key=lambda t: (t.row, t.col))
+
+
+def _bbox(grid: Grid, tiles: list[Tile]) -> tuple[float, ...]:
+    """Return a lon/lat bbox touching only these tiles (their union less a quarter tile)."""
+    first, last = tiles[0].bounds, tiles[-1].bounds
+    pad = 0.25 * grid.tile * grid.resolution
+    union = (first[0] + pad, last[1] + pad, last[2] - pad, first[3] - pad)
+    return grid.bounds_to_lonlat(union).to_tuple()
 
 
 def run_bench(
     *,
     world: str | None = None,
     checkpoint: str | None = None,
-    blocks: tuple[int, ...] = (256, 512),
+    block: int = 1000,
+    tiles: int = 2,
     workers: int = 2,
     device: str = "cpu",
-    size: int = 1280,
+    size: int = 2048,
+    peer: bool = True,
     progress: Callable[[str], None] | None = None,
-) -> list[BenchRow]:
-    """Run the bench and return its table (see the module docstring).
+) -> BenchReport:
+    """Run the bench (see the module docstring).
 
     Parameters
     ----------
     world : str, optional
         A demo world directory (default: generate a ``size``² one in a temporary folder).
     checkpoint : str, optional
-        Model weights (default: a seeded untrained full-size model; speed is the same).
-    blocks : tuple of int
-        Block (grid chunk) sizes to compare, multiples of 4.
+        Model weights (default: the demo weights).
+    block : int
+        Shard (block) and tile edge of the bench grid, a multiple of 4 (europe: 1000).
+    tiles : int
+        Tiles (blocks) mapped; at least ``workers`` keeps every worker busy.
     workers : int
-        Local worker processes.
+        Local worker processes, one thread each.
     device : str
         ``cpu``, ``cuda`` or ``auto``.
     size : int
         Edge of the generated world in pixels.
+    peer : bool
+        Also run the naive peer.
     progress : callable, optional
         Receives progress lines.
 
     Returns
     -------
-    list of BenchRow
+    BenchReport
     """
+    from lamap.bench_steps import BenchSetup, map_once, old_tasks, peer_run, stage_rates
+
     say = progress or (lambda _line: None)
     with tempfile.TemporaryDirectory(prefix="lamap-bench-") as tmp:
         work = Path(tmp)
         the_world = _bench_world(world, work, size, say)
-        path = checkpoint or str(
-            save_checkpoint(
-                work / "model.pt", seeded_model(0), feature_spec=FeatureSpec().to_dict()
-            )
-        )
-        halo = recommended_halo(load_checkpoint(path).config)
+        path = checkpoint or _demo_checkpoint()
+        loaded = load_checkpoint(path)
+        halo, spec = recommended_halo(loaded.config), FeatureSpec.from_dict(loaded.feature_spec)
+        grid = Grid.from_bounds(the_world.meta["truth_grid"]["bounds"], crs="EPSG:3035",
+                                chunk=block, shard=block, tile=block)  # fmt: skip
+        chosen = _tiles(grid, the_world, tiles)
         date = the_world.s2_dates[3] + dt.timedelta(days=1)
-        rows = []
-        from distributed import LocalCluster
+        setup = BenchSetup(the_world, grid, chosen, date, path, halo, spec, device)
+        area = sum(t.shape[0] * t.shape[1] for t in chosen)
+        from distributed import Client, LocalCluster
 
-        with LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-        ) as cluster:
-            spec = ClusterSpec(scheduler=cluster.scheduler_address)
-            for block in blocks:
-                say(f"block {block}: model only, channels-last and contiguous weights")
-                model_px_s = model_throughput(path, block, halo, device=device)
-                contiguous_px_s = model_throughput(path, block, halo, device=device,
-                                                   channels_last=False)
-                grid = Grid.from_bbox(
-                    the_world.bbox, crs="EPSG:3035", chunk=block, shard=block, tile=block
-                )
-                for count, bbox in _bboxes(grid, the_world).items():
-                    say(f"block {block}: end to end, {count} tile(s)")
-                    row = _end_to_end(
-                        the_world,
-                        grid,
-                        bbox,
-                        date,
-                        path,
-                        spec,
-                        work,
-                        block,
-                        halo,
-                        model_px_s,
-                        device,
-                    )
-                    rows.append(replace(row, model_contiguous_px_s=contiguous_px_s))
-        return rows
-
-
-def _end_to_end(
-    world: World,
-    grid: Grid,
-    bbox: tuple[float, ...],
-    date: dt.date,
-    path: str,
-    spec: ClusterSpec,
-    work: Path,
-    block: int,
-    halo: int,
-    model_px_s: float,
-    device: str,
-) -> BenchRow:
-    from distributed import Client
-
-    out = work / f"bench-{block}.zarr"
-    shutil.rmtree(out, ignore_errors=True)
-    with Client(spec.scheduler) as client:
-        client.restart()
-        with _memory_poll(client) as peaks:
-            started = time.perf_counter()
-            report = map_lai(
-                bbox,
-                date,
-                out,
-                catalog=str(world.root),
-                model=path,
-                grid=grid,
-                cluster=spec,
-                options=MapOptions(device=device),
-            )
-            seconds = time.perf_counter() - started
-    area = sum(grid.tile_from_id(t).shape[0] * grid.tile_from_id(t).shape[1] for t in report.tiles)
-    return BenchRow(
-        block,
-        halo,
-        area,
-        model_px_s,
-        area / seconds,
-        halo_factor(block, halo),
-        peaks[0] / 2**20,
-        seconds,
-    )
-
-
-def table(rows: list[BenchRow]) -> str:
-    """Format the bench rows as a Markdown table."""
-    head = (
-        "| block px | halo px | area px | model-only px/s | end-to-end px/s | ratio | "
-        "halo factor | peak worker MiB | channels-last speed-up |"
-    )
-    lines = [head, "|" + "---|" * 9]
-    for r in rows:
-        lines.append(
-            f"| {r.block} | {r.halo} | {r.area_px} | {r.model_px_s:,.0f} | "
-            f"{r.end_to_end_px_s:,.0f} | {r.ratio:.2f} | {r.halo_factor:.2f} | "
-            f"{r.peak_worker_mib:,.0f} | {r.layout_speedup:.2f}× |"
+        local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                             host="127.0.0.1", dashboard_address=":0",
+                             silence_logs=logging.ERROR)  # fmt: skip
+        with local as cluster, Client(cluster) as client:
+            say("inputs-only (approximate and exact warp) and model-only, on the cluster")
+            rates = stage_rates(client, setup)
+            say("end to end: lamap map")
+            address = ClusterSpec(scheduler=cluster.scheduler_address)
+            with _memory_poll(client) as peaks:
+                seconds, tasks = map_once(setup, _bbox(grid, chosen), work / "bench.zarr", address)
+        say("tasks of the previous map_overlap graph")
+        before = old_tasks(setup, work / "old.zarr")
+        peer_px_s, agreement = float("nan"), float("nan")
+        if peer:
+            say("naive peer: WarpedVRT reads of 512-px windows, one process")
+            peer_px_s, agreement = peer_run(setup, work / "bench.zarr")
+        say("model-only in this process, channels-last and contiguous weights")
+        layout = model_throughput(path, block, halo, device=device) / model_throughput(
+            path, block, halo, device=device, channels_last=False
         )
+    return BenchReport(
+        block=block, halo=halo, tiles=len(chosen), area_px=area, workers=workers, device=device,
+        model_px_s=area / rates["infer"], inputs_px_s=area / rates["inputs"],
+        inputs_exact_px_s=area / rates["inputs_exact"], end_to_end_px_s=area / seconds,
+        peer_px_s=peer_px_s, tasks_per_mpx=tasks / (area / 1e6),
+        tasks_per_mpx_before=before / (area / 1e6),
+        halo_factor=halo_factor((block, block), halo, block),
+        halo_factor_before=_old_halo_factor(halo),
+        peak_worker_mib=peaks[0] / 2**20, peak_client_mib=peaks[1] / 2**20,
+        layout_speedup=layout, peer_agreement=agreement,
+    )  # fmt: skip
+
+
+def _old_halo_factor(halo: int) -> float:
+    """Model px per output px of the previous path on a europe tile (2000 px, 500-px chunks).
+
+    Each tile's halo ring was merged into its edge chunks (544 px), inner chunks were 500 px;
+    every chunk was cut into 256-px windows with their own halos.
+    """
+    edges = [544, 500, 500, 544]
+    computed = sum(halo_factor((r, c), halo, 256) * r * c for r in edges for c in edges)
+    return computed / sum(r * c for r in edges for c in edges)
+
+
+def _demo_checkpoint() -> str:
+    from lamap.weights import demo_weights
+
+    path = demo_weights()
+    if path is None:
+        raise FileNotFoundError("no demo weights installed: pass --model")
+    return str(path)
+
+
+def table(report: BenchReport) -> str:
+    """Format the report as Markdown: one row per measurement, ratios to model-only."""
+    r = report
+    rows = [
+        ("model-only (lamap-infer tasks)", r.model_px_s),
+        ("inputs-only, approximate warp (lamap-inputs tasks)", r.inputs_px_s),
+        ("inputs-only, exact warp", r.inputs_exact_px_s),
+        ("end-to-end (lamap map)", r.end_to_end_px_s),
+        ("naive peer (WarpedVRT loop, no dask)", r.peer_px_s),
+    ]
+    lines = [
+        f"{r.tiles} tiles of {r.block}² px ({r.area_px / 1e6:.1f} Mpx), halo {r.halo} px, "
+        f"{r.workers} workers × 1 thread, device {r.device}",
+        "",
+        "| measurement | px/s | / model-only |",
+        "|---|---|---|",
+        *(f"| {name} | {value:,.0f} | {value / r.model_px_s:.2f} |" for name, value in rows),
+        "",
+        f"- end-to-end / model-only: **{r.ratio:.2f}**; end-to-end / naive peer: "
+        f"**{r.peer_speedup:.2f}×** (peer agrees on {100 * r.peer_agreement:.2f} % of pixels "
+        "to 0.05 m²/m²)",
+        f"- tasks per output Mpx: {r.tasks_per_mpx:,.1f} (before: {r.tasks_per_mpx_before:,.0f}; "
+        f"{r.task_cut:,.0f}× fewer)",
+        f"- model px per output px: {r.halo_factor:.2f} (before, on a europe tile: "
+        f"{r.halo_factor_before:.2f})",
+        f"- exact warp costs {r.inputs_px_s / r.inputs_exact_px_s:.2f}× the inputs time of the "
+        "approximate one",
+        f"- peak worker memory {r.peak_worker_mib:,.0f} MiB, peak client memory "
+        f"{r.peak_client_mib:,.0f} MiB",
+        f"- channels-last over contiguous weights (model only, 1 thread): "
+        f"{r.layout_speedup:.2f}×",
+    ]
     return "\n".join(lines)
 
 
-def rows_as_dicts(rows: list[BenchRow]) -> list[dict[str, Any]]:
-    """JSON-ready rows."""
-    return [{**asdict(r), "ratio": r.ratio, "layout_speedup": r.layout_speedup} for r in rows]
+def report_as_dict(report: BenchReport) -> dict[str, Any]:
+    """JSON-ready report, ratios included."""
+    return {**asdict(report), "ratio": report.ratio, "peer_speedup": report.peer_speedup,
+            "task_cut": report.task_cut}  # fmt: skip

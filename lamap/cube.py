@@ -283,8 +283,12 @@ def s2_cube(
         items, bands, where, dtype="float32", fill_value=np.nan, resampling=Resampling.bilinear
     )
     by_id = {s.id: s.boa_offset for s in used}
-    offsets = xr.DataArray([by_id[i] for i in dn["id"].values], dims="time")
-    reflectance = ((dn + offsets) / 10000.0).astype(np.float32)
+    # float32 throughout: DN + offset is exact in float32 and IEEE division is correctly
+    # rounded, so this equals the float64 computation cast down, without float64 temporaries
+    offsets = xr.DataArray(
+        np.array([by_id[i] for i in dn["id"].values], dtype=np.float32), dims="time"
+    )
+    reflectance = ((dn + offsets) / np.float32(10000.0)).astype(np.float32)
     groups = [d.item_ids for d in days]
     mosaic = _mosaic_by(reflectance, groups, [d.day for d in days], np.nan)
     angles = {name: ("time", _step_coord(used, groups, name)) for name in STEP_COORDS}

@@ -1,22 +1,26 @@
-"""The bench's measuring pieces: model-only throughput in both layouts, halo factor, table."""
+"""lamap bench: its measuring pieces, a small run end to end, and the plan-only bench."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from lamap.bench import BenchRow, halo_factor, model_throughput, rows_as_dicts, table
+from lamap.bench import BenchReport, _old_halo_factor, model_throughput, report_as_dict, table
+from lamap.bench_plan import plan_table, run_plan_bench
 from lamap.infer import predict_array, set_layout
 from lamap.model import load_checkpoint
 
-
-def test_halo_factor_counts_window_padding() -> None:
-    assert halo_factor(256, 44) == pytest.approx((344 / 256) ** 2)
-    assert halo_factor(512, 44) == pytest.approx((344 / 256) ** 2)  # 4 windows of 256
-    assert halo_factor(500, 44) == pytest.approx((344 / 256) ** 2 * (512 / 500) ** 2)
+REPORT = BenchReport(
+    block=1000, halo=44, tiles=2, area_px=2_000_000, workers=2, device="cpu",
+    model_px_s=100_000.0, inputs_px_s=400_000.0, inputs_exact_px_s=300_000.0,
+    end_to_end_px_s=80_000.0, peer_px_s=32_000.0, tasks_per_mpx=6.5,
+    tasks_per_mpx_before=1_000.0, halo_factor=1.19, halo_factor_before=2.9,
+    peak_worker_mib=1_500.0, peak_client_mib=400.0, layout_speedup=1.4, peer_agreement=0.999,
+)  # fmt: skip
 
 
 def test_layouts_predict_the_same_and_both_are_measured(model: Path) -> None:
@@ -33,9 +37,39 @@ def test_layouts_predict_the_same_and_both_are_measured(model: Path) -> None:
 
 
 def test_table_reports_the_ratios() -> None:
-    row = BenchRow(512, 44, 262_144, 30_000.0, 9_000.0, 1.81, 1500.0, 29.1,
-                   model_contiguous_px_s=20_000.0)
-    assert row.ratio == pytest.approx(0.3) and row.layout_speedup == pytest.approx(1.5)
-    text = table([row])
-    assert "| 512 | 44 | 262144 | 30,000 | 9,000 | 0.30 | 1.81 | 1,500 | 1.50× |" in text
-    assert rows_as_dicts([row])[0]["layout_speedup"] == pytest.approx(1.5)
+    assert REPORT.ratio == pytest.approx(0.8) and REPORT.peer_speedup == pytest.approx(2.5)
+    assert REPORT.task_cut == pytest.approx(1000 / 6.5)
+    text = table(REPORT)
+    assert "| end-to-end (lamap map) | 80,000 | 0.80 |" in text
+    assert "end-to-end / model-only: **0.80**" in text and "**2.50×**" in text
+    assert "154× fewer" in text and "1.19 (before, on a europe tile: 2.90)" in text
+    assert report_as_dict(REPORT)["peer_speedup"] == pytest.approx(2.5)
+    assert "nan" in table(replace(REPORT, peer_px_s=float("nan"))).lower()
+
+
+def test_the_previous_path_computed_about_three_model_pixels_per_output_pixel() -> None:
+    assert 2.5 < _old_halo_factor(44) < 3.5
+
+
+def test_small_bench_runs_end_to_end(tiny_world, model: Path) -> None:  # type: ignore[no-untyped-def]
+    from lamap.bench import run_bench
+
+    report = run_bench(world=str(tiny_world.root), checkpoint=str(model), block=64, tiles=2,
+                       workers=2)  # fmt: skip
+    assert report.area_px == 2 * 64 * 64 and report.tiles == 2
+    for name in ("model_px_s", "inputs_px_s", "inputs_exact_px_s", "end_to_end_px_s",
+                 "peer_px_s", "peak_worker_mib", "peak_client_mib"):  # fmt: skip
+        value = getattr(report, name)
+        assert math.isfinite(value) and value > 0, (name, value)
+    assert report.tasks_per_mpx < report.tasks_per_mpx_before / 10
+    assert report.peer_agreement > 0.95
+
+
+def test_plan_bench_plans_and_builds_tiles_of_a_continental_catalog() -> None:
+    out = run_plan_bench((4, 16), bbox=(8.0, 48.5, 12.0, 51.5))
+    rows = out["rows"]
+    assert [r.tiles for r in rows] == [4, 16]
+    assert all(r.with_input == r.tiles for r in rows)  # central Europe has data
+    assert all(r.payload_kib > 0 and r.ms_per_tile > 0 for r in rows)
+    assert out["catalog"]["s2"] > 0 and out["catalog"]["s1"] > 0
+    assert "| 16 | 16 |" in plan_table(out)

@@ -205,7 +205,11 @@ def test_resume_gives_the_uninterrupted_result(
     assert _states_equal(fresh, whole)
     assert [r.train_loss for r in rest.history] == pytest.approx(
         [r.train_loss for r in full.history], rel=1e-5)
-    assert _states_equal(load_checkpoint(tmp_path / "b.pt").model, whole)
+    # both checkpoints keep their best-validated epoch: the same one, with the same weights
+    assert _states_equal(load_checkpoint(tmp_path / "b.pt").model,
+                         load_checkpoint(tmp_path / "a.pt").model)
+    assert (load_checkpoint(tmp_path / "b.pt").training["selected"]
+            == load_checkpoint(tmp_path / "a.pt").training["selected"])
 
 
 def test_resume_refuses_another_config_or_no_state(
