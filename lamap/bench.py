@@ -4,9 +4,11 @@ On a demo world mapped on a grid of ``block``-px shards (the europe grid's 1000 
 default), through a ``LocalCluster`` of ``workers`` single-threaded worker processes:
 
 - **model-only**: the ``lamap-infer`` tasks of the map's own blocks and windows, on the
-  cluster, their inputs already computed and held by the workers (px/s of output);
+  cluster, their inputs already computed and held by the workers: output pixels over their
+  compute seconds summed over workers / workers (the throughput of a cluster that would
+  only run the model, whatever the task placement);
 - **inputs-only**: the ``lamap-inputs`` tasks alone (read + warp + mosaic + features), with
-  the default approximate warp and with the exact one;
+  the default approximate warp and with the exact one, measured the same way;
 - **end-to-end**: :func:`lamap.mapping.map_lai` over the same tiles into a new store
   (search through the local STAC API, planning, writes and done markers included);
 - **naive peer**: :func:`lamap.peer.naive_map`, a plain loop over 512-px windows with
@@ -313,8 +315,8 @@ def table(report: BenchReport) -> str:
         f"{r.halo_factor_before:.2f})",
         f"- exact warp costs {r.inputs_px_s / r.inputs_exact_px_s:.2f}× the inputs time of the "
         "approximate one",
-        f"- peak worker memory {r.peak_worker_mib:,.0f} MiB, peak client memory "
-        f"{r.peak_client_mib:,.0f} MiB",
+        f"- peak worker memory {r.peak_worker_mib:,.0f} MiB, peak memory of the client process "
+        f"(the bench itself) {r.peak_client_mib:,.0f} MiB",
         f"- channels-last over contiguous weights (model only, 1 thread): "
         f"{r.layout_speedup:.2f}×",
     ]

@@ -72,39 +72,43 @@ def _jobs(setup: BenchSetup, plans: list[TilePlan], *, exact: bool) -> list[Bloc
     return jobs
 
 
-def _timed(client: Any, futures: list[Any]) -> float:
-    from distributed import wait
+def _busy_seconds(client: Any, futures: list[Any]) -> float:
+    """Wait for the tasks; return the seconds they computed, summed over workers."""
+    from distributed import get_task_stream, wait
 
-    started = time.perf_counter()
-    wait(futures)
-    for future in futures:
-        future.result()  # raise the first error
-    return time.perf_counter() - started
+    with get_task_stream(client) as stream:
+        wait(futures)
+        for future in futures:
+            future.result()  # raise the first error
+    keys = {future.key for future in futures}
+    return sum(
+        part["stop"] - part["start"]
+        for task in stream.data if task["key"] in keys
+        for part in task["startstops"] if part["action"] == "compute"
+    )  # fmt: skip
 
 
 def stage_rates(client: Any, setup: BenchSetup) -> dict[str, float]:
-    """Seconds of the inputs tasks (exact, approximate warp) and of the inference tasks.
+    """Worker-seconds of the inputs tasks (exact, approximate warp) and of the inference.
 
+    The seconds are the tasks' compute time summed over workers and divided by the number
+    of workers: the wall time of a cluster doing only that stage, whatever the placement.
     Every worker loads the model before the inference tasks are timed (as during a map,
-    where a worker loads it once); the inputs of the inference tasks are the approximate
-    ones, held by the workers.
+    where a worker loads it once); the inference tasks take the approximate inputs.
     """
     from lamap.blocks import block_features, block_lai
 
     plans, ref = setup.plans(), setup.ref()
+    workers = max(1, len(client.scheduler_info()["workers"]))
     seconds: dict[str, float] = {}
     for exact, name in ((True, "inputs_exact"), (False, "inputs")):
-        started = time.perf_counter()
         inputs = [client.submit(block_features, job, pure=False)
                   for job in _jobs(setup, plans, exact=exact)]  # fmt: skip
-        _timed(client, inputs)
-        seconds[name] = time.perf_counter() - started
+        seconds[name] = _busy_seconds(client, inputs) / workers
     client.run(ref.load)
-    started = time.perf_counter()
     lai = [client.submit(block_lai, block, ref, lai_scale=setup.spec.lai_scale, pure=False)
            for block in inputs]  # fmt: skip
-    _timed(client, lai)
-    seconds["infer"] = time.perf_counter() - started
+    seconds["infer"] = _busy_seconds(client, lai) / workers
     return seconds
 
 

@@ -395,8 +395,10 @@ def _date_lines(store: LaiStore) -> list[str]:
     lines = [f"dates: {len(dates)} (in the order they were added)"]
     for day in dates:
         summary = summaries.get(day.isoformat())
-        done = len(store.done_tiles(day))
-        lines.append(f"  {day}: {done} of {store.grid.n_tiles} tiles done")
+        done, failed = len(store.done_tiles(day)), store.failed_tiles(day)
+        lines.append(f"  {day}: {done} of {store.grid.n_tiles} tiles done"
+                     + (f", {len(failed)} failed (rerun lamap map to retry)" if failed else ""))
+        lines += [f"    {tile_id} failed: {why}" for tile_id, why in list(failed.items())[:10]]
         if summary is None:
             lines.append("    no run summary: a run of this date did not finish")
             continue

@@ -130,10 +130,11 @@ def _match_torch_threads() -> None:
     try:
         from distributed import get_worker
 
-        threads = get_worker().state.nthreads
+        threads = max(1, int(get_worker().state.nthreads))
     except (ImportError, ValueError):
         return
-    torch.set_num_threads(max(1, int(threads)))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 def stack_inputs(features: xr.Dataset) -> da.Array:
@@ -247,6 +248,7 @@ def infer_block(
     if not (np.any(block[:6]) or np.any(block[8:])):
         return np.zeros(core, dtype=np.float32)  # no radar, no valid past: nothing to infer
     model = ref.load()
+    _match_torch_threads()  # every call: the model may have been loaded outside a task
     lai = predict_array(block, season, halo, model, window=ref.window, batch=ref.batch)
     return (lai * np.float32(scale))[None]
 

@@ -71,8 +71,9 @@ class MapOptions:
     lookback_days, s1_tolerance_days, min_coverage
         Time-step planning (see :func:`lamap.plan.plan_time_steps`).
     halo : int, optional
-        map_overlap depth; default: the model's receptive field rounded up to a multiple
-        of its down-sampling factor (44 px for the fused network).
+        Pixels read around each block for the network's context; default: the model's
+        receptive field rounded up to a multiple of its down-sampling factor (44 px for
+        the fused network).
     window : int, optional
         Model window edge; default: one window per block (the store's shard).
     batch : int

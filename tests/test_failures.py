@@ -81,6 +81,10 @@ def test_a_corrupt_cog_fails_one_tile_and_a_rerun_completes_it(
     store = LaiStore.open(out)
     assert store.failed_tiles(DATE) == first.failed
     assert "r0000c0001" not in store.done_tiles(DATE)
+    from lamap.export import info
+
+    assert "3 of 25 tiles done, 1 failed" in info(out)
+    assert "r0000c0001 failed: reading inputs of block" in info(out)
     ds = xr.open_zarr(out).sel(time=np.datetime64(DATE))
     rows, cols = small_grid.get_tile(0, 1).window.to_slices()
     assert np.isnan(ds["lai"].values[rows, cols]).all()  # reset to "no input", not half a tile
