@@ -28,7 +28,7 @@ import stackstac
 import xarray as xr
 from rasterio.enums import Resampling
 from stackstac.raster_spec import RasterSpec
-from stackstac.rio_reader import AutoParallelRioReader
+from stackstac.rio_reader import DEFAULT_GDAL_ENV, AutoParallelRioReader
 
 from lamap.catalog import S1Scene, S2Scene
 from lamap.errors import InputError, NoInputError
@@ -52,6 +52,12 @@ SNAP_BANDS: tuple[str, ...] = ("B03", "B04", "B05", "B06", "B07", "B8A", "B11", 
 #: Largest error (pixels) allowed to GDAL's approximate transformer; 0 is refused by
 #: rasterio's WarpedVRT, and 1e-4 px is as good as exact for every value we read.
 WARP_TOLERANCE = 1e-4
+#: GDAL's own HTTP retries of a failed request (5xx, 429, timeouts), with back-off: the
+#: delay starts at 1 s and GDAL doubles it on each retry. A read that still fails is
+#: retried by Dask (``MapOptions.retries``), then its tile is recorded as failed.
+GDAL_ENV = DEFAULT_GDAL_ENV.updated(
+    always={"GDAL_HTTP_MAX_RETRY": "4", "GDAL_HTTP_RETRY_DELAY": "1"}
+)
 ANGLES = ("sun_zenith", "sun_azimuth", "view_zenith", "relative_azimuth")
 STEP_COORDS = (*ANGLES, "boa_offset")
 
@@ -182,6 +188,7 @@ def _stack(
         properties=True,
         band_coords=False,
         reader=ExactWarpReader if where.exact else AutoParallelRioReader,
+        gdal_env=GDAL_ENV,
     )
     expected = where.window.shape
     if cube.sizes["time"] == 0:  # every item misses the window (a block at a swath edge)
