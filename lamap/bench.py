@@ -26,16 +26,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lamap._peaks import peaks
 from lamap.blocks import halo_factor
 from lamap.cluster import ClusterSpec
 from lamap.features import FeatureSpec
@@ -119,36 +118,17 @@ def model_throughput(
     return repeats * block * block / (time.perf_counter() - started)
 
 
-@contextmanager
-def _memory_poll(client: Any, every: float = 0.25) -> Iterator[list[float]]:
-    """Poll the workers' and this process's resident memory; yields [worker, client] peaks."""
+def _memory_poll(client: Any) -> Any:
+    """Poll the workers' and this process's resident memory: [worker, client] peaks."""
     import psutil
-
-    peaks: list[float] = [0.0, 0.0]
-    stop = threading.Event()
 
     def rss() -> int:
         import psutil
 
         return int(psutil.Process().memory_info().rss)
 
-    def loop() -> None:
-        me = psutil.Process()
-        while not stop.is_set():
-            try:
-                peaks[0] = max(peaks[0], *client.run(rss).values())
-            except Exception:  # noqa: BLE001 - polling must never kill the bench
-                pass
-            peaks[1] = max(peaks[1], float(me.memory_info().rss))
-            stop.wait(every)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield peaks
-    finally:
-        stop.set()
-        thread.join()
+    me = psutil.Process()
+    return peaks([lambda: max(client.run(rss).values()), lambda: me.memory_info().rss])
 
 
 def _bench_world(world: str | None, work: Path, size: int, say: Callable[[str], None]) -> World:
@@ -243,7 +223,7 @@ def run_bench(
             rates = stage_rates(client, setup)
             say("end to end: lamap map")
             address = ClusterSpec(scheduler=cluster.scheduler_address)
-            with _memory_poll(client) as peaks:
+            with _memory_poll(client) as memory:
                 seconds, tasks = map_once(setup, _bbox(grid, chosen), work / "bench.zarr", address)
         say("tasks of the previous map_overlap graph")
         before = old_tasks(setup, work / "old.zarr")
@@ -263,7 +243,7 @@ def run_bench(
         tasks_per_mpx_before=before / (area / 1e6),
         halo_factor=halo_factor((block, block), halo, block),
         halo_factor_before=_old_halo_factor(halo),
-        peak_worker_mib=peaks[0] / 2**20, peak_client_mib=peaks[1] / 2**20,
+        peak_worker_mib=memory[0] / 2**20, peak_client_mib=memory[1] / 2**20,
         layout_speedup=layout, peer_agreement=agreement,
     )  # fmt: skip
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import math
 import pickle
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from lamap._peaks import peaks
 from lamap.blocks import BlockJob, block_windows
 from lamap.features import FeatureSpec
 from lamap.grid import Grid, Tile, get_grid
@@ -55,29 +54,13 @@ class PlanRow:
         return 1024 * self.peak_growth_mib / self.tiles
 
 
-@contextmanager
-def _peak_rss(every: float = 0.05) -> Iterator[list[float]]:
-    """Yield [growth]: the peak resident memory of this process above its level on entry."""
+def _peak_rss() -> Any:
+    """Poll this process's resident memory: yields [peak growth above the level on entry]."""
     import psutil
 
     me = psutil.Process()
     base = float(me.memory_info().rss)
-    peak = [0.0]
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], float(me.memory_info().rss) - base)
-            stop.wait(every)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield peak
-    finally:
-        stop.set()
-        thread.join()
-        peak[0] = max(peak[0], float(me.memory_info().rss) - base)
+    return peaks([lambda: me.memory_info().rss - base], every=0.05)
 
 
 def _square(grid: Grid, count: int) -> list[Tile]:

@@ -64,16 +64,21 @@ def _busiest(grid: Grid, world: World):  # type: ignore[no-untyped-def]
     return max(grid.tiles_for_window(grid.window), key=inside)
 
 
+def _busiest_plan(result, grid: Grid, model, world: World):  # type: ignore[no-untyped-def]
+    """Halo, feature spec and plan of the tile holding most of the world."""
+    loaded = load_checkpoint(model)
+    halo, spec = recommended_halo(loaded.config), FeatureSpec.from_dict(loaded.feature_spec)
+    plan = plan_tile(SceneIndex.from_result(result), _busiest(grid, world), DATE)
+    assert isinstance(plan.steps, TimeSteps)
+    return halo, spec, plan
+
+
 def test_exact_blocks_equal_the_map_overlap_graph_of_the_tile(
     result, grid: Grid, model, tiny_world
 ) -> None:  # type: ignore[no-untyped-def]
     """Blocks read with their own halos give the tile computed in one graph (seamless)."""
-    loaded = load_checkpoint(model)
-    halo, spec = recommended_halo(loaded.config), FeatureSpec.from_dict(loaded.feature_spec)
-    index = SceneIndex.from_result(result)
-    tile = _busiest(grid, tiny_world)
-    plan = plan_tile(index, tile, DATE)
-    assert isinstance(plan.steps, TimeSteps)
+    halo, spec, plan = _busiest_plan(result, grid, model, tiny_world)
+    tile = plan.tile
     whole_lai, whole_source = dask.compute(
         *tile_arrays(plan.steps, result, tile, ModelRef.from_path(str(model)), halo=halo,
                      spec=spec),
@@ -96,12 +101,8 @@ def test_exact_blocks_equal_the_map_overlap_graph_of_the_tile(
 
 
 def test_approximate_warp_stays_close_to_exact(result, grid: Grid, model, tiny_world) -> None:  # type: ignore[no-untyped-def]
-    loaded = load_checkpoint(model)
-    halo, spec = recommended_halo(loaded.config), FeatureSpec.from_dict(loaded.feature_spec)
-    index = SceneIndex.from_result(result)
-    tile = _busiest(grid, tiny_world)
-    plan = plan_tile(index, tile, DATE)
-    assert isinstance(plan.steps, TimeSteps)
+    halo, spec, plan = _busiest_plan(result, grid, model, tiny_world)
+    tile = plan.tile
     s2, s1 = plan.used_scenes()
     window = block_windows(grid, tile.window)[1]
     exact = block_features(BlockJob(plan.steps, s2, s1, grid, window, halo, spec, exact_warp=True))

@@ -134,20 +134,25 @@ def test_killing_a_worker_mid_run_gives_the_same_store(
     spec = ClusterSpec(scheduler=cluster.scheduler_address)
     run = dict(catalog=str(tiny_world.root), model=model, cluster=spec, grid=small_grid,
                options=MapOptions(tiles_in_flight=2))  # fmt: skip
-    calm = map_lai(tiny_world.bbox, DATE, tmp_path / "calm.zarr", **run)  # type: ignore[arg-type]
+    bbox = _row_bbox(small_grid)
+    calm = map_lai(bbox, DATE, tmp_path / "calm.zarr", **run)  # type: ignore[arg-type]
     with Client(cluster.scheduler_address) as client:
         pids = list(client.run(os.getpid).values())
-        killer = threading.Thread(target=_kill_when_busy, args=(client, pids[0]), daemon=True)
+        killed: list[int] = []
+        killer = threading.Thread(target=_kill_when_busy, args=(client, pids[0], killed),
+                                  daemon=True)
         killer.start()
-        hit = map_lai(tiny_world.bbox, DATE, tmp_path / "hit.zarr", **run)  # type: ignore[arg-type]
+        hit = map_lai(bbox, DATE, tmp_path / "hit.zarr", **run)  # type: ignore[arg-type]
         killer.join()
+    assert killed == [pids[0]], "the worker was not killed during the run"
+    assert len(calm.mapped) == 4
     assert sorted(hit.mapped) == sorted(calm.mapped) and not hit.failed
     calm_ds, hit_ds = xr.open_zarr(tmp_path / "calm.zarr"), xr.open_zarr(tmp_path / "hit.zarr")
     np.testing.assert_array_equal(hit_ds["lai"].values, calm_ds["lai"].values)
     np.testing.assert_array_equal(hit_ds["source"].values, calm_ds["source"].values)
 
 
-def _kill_when_busy(client, pid: int) -> None:  # type: ignore[no-untyped-def]
+def _kill_when_busy(client, pid: int, killed: list[int]) -> None:  # type: ignore[no-untyped-def]
     """Kill one worker process as soon as the scheduler has lamap tasks in processing."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -156,5 +161,6 @@ def _kill_when_busy(client, pid: int) -> None:  # type: ignore[no-untyped-def]
         )
         if tasks:
             os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
             return
         time.sleep(0.05)
