@@ -124,6 +124,11 @@ def map_(
     s1_tolerance: Annotated[
         int, typer.Option(help="Max days between an S2 step and its S1 pass.")
     ] = 6,
+    precision: Annotated[
+        str,
+        typer.Option(help="Network arithmetic: auto (the checkpoint's training precision "
+                     "where the device has it natively), float32 or bfloat16."),
+    ] = "auto",
     dry_run: Annotated[
         bool,
         typer.Option(help="Plan only: print tiles, tiles without input and why, items per "
@@ -156,7 +161,8 @@ def map_(
         dashboard_address=dashboard_address,
         gpu_workers=device == "cuda",
     )
-    options = MapOptions(lookback_days=lookback, s1_tolerance_days=s1_tolerance, device=device)
+    options = MapOptions(lookback_days=lookback, s1_tolerance_days=s1_tolerance, device=device,
+                         precision=precision)  # fmt: skip
     with _progress("mapping tiles") as step:
         report = map_lai(
             bbox,
@@ -280,6 +286,9 @@ def bench(
         2048
     ),
     peer: Annotated[bool, typer.Option(help="Also run the naive peer.")] = True,
+    precision: Annotated[
+        str, typer.Option(help="Network arithmetic of lamap's rows: auto, float32, bfloat16.")
+    ] = "auto",
     plan_only: Annotated[
         bool, typer.Option(help="Plan and build tiles of a synthetic continental catalog.")
     ] = False,
@@ -314,7 +323,7 @@ def bench(
     report = run_bench(
         world=str(world) if world else None, checkpoint=str(model) if model else None,
         block=block, tiles=tiles, workers=workers, device=device, size=size, peer=peer,
-        progress=say,
+        precision=precision, progress=say,
     )  # fmt: skip
     typer.echo(table(report))
     if json_out:

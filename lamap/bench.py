@@ -69,6 +69,10 @@ class BenchReport:
     peak_client_mib: float
     layout_speedup: float
     peer_agreement: float
+    precision: str = "float32"
+    bf16_speedup: float = float("nan")
+    bf16_mean_diff: float = float("nan")
+    bf16_max_diff: float = float("nan")
 
     @property
     def ratio(self) -> float:
@@ -169,6 +173,7 @@ def run_bench(
     device: str = "cpu",
     size: int = 2048,
     peer: bool = True,
+    precision: str = "auto",
     progress: Callable[[str], None] | None = None,
 ) -> BenchReport:
     """Run the bench (see the module docstring).
@@ -191,6 +196,9 @@ def run_bench(
         Edge of the generated world in pixels.
     peer : bool
         Also run the naive peer.
+    precision : {"auto", "float32", "bfloat16"}
+        The network's arithmetic in the model-only and end-to-end rows (the peer runs
+        float32, as a user would); both are also compared in-process on one block.
     progress : callable, optional
         Receives progress lines.
 
@@ -198,7 +206,14 @@ def run_bench(
     -------
     BenchReport
     """
-    from lamap.bench_steps import BenchSetup, map_once, old_tasks, peer_run, stage_rates
+    from lamap.bench_steps import (
+        BenchSetup,
+        compare_precisions,
+        map_once,
+        old_tasks,
+        peer_run,
+        stage_rates,
+    )
 
     say = progress or (lambda _line: None)
     with tempfile.TemporaryDirectory(prefix="lamap-bench-") as tmp:
@@ -211,7 +226,7 @@ def run_bench(
                                 chunk=block, shard=block, tile=block)  # fmt: skip
         chosen = _tiles(grid, the_world, tiles)
         date = the_world.s2_dates[3] + dt.timedelta(days=1)
-        setup = BenchSetup(the_world, grid, chosen, date, path, halo, spec, device)
+        setup = BenchSetup(the_world, grid, chosen, date, path, halo, spec, device, precision)
         area = sum(t.shape[0] * t.shape[1] for t in chosen)
         from distributed import Client, LocalCluster
 
@@ -235,6 +250,8 @@ def run_bench(
         layout = model_throughput(path, block, halo, device=device) / model_throughput(
             path, block, halo, device=device, channels_last=False
         )
+        say("model-only in this process, float32 and bfloat16, one real block")
+        precisions = compare_precisions(setup)
     return BenchReport(
         block=block, halo=halo, tiles=len(chosen), area_px=area, workers=workers, device=device,
         model_px_s=area / rates["infer"], inputs_px_s=area / rates["inputs"],
@@ -244,7 +261,9 @@ def run_bench(
         halo_factor=halo_factor((block, block), halo, block),
         halo_factor_before=_old_halo_factor(halo),
         peak_worker_mib=memory[0] / 2**20, peak_client_mib=memory[1] / 2**20,
-        layout_speedup=layout, peer_agreement=agreement,
+        layout_speedup=layout, peer_agreement=agreement, precision=precisions["auto"],
+        bf16_speedup=precisions["bf16_speedup"], bf16_mean_diff=precisions["bf16_mean_diff"],
+        bf16_max_diff=precisions["bf16_max_diff"],
     )  # fmt: skip
 
 
@@ -280,7 +299,8 @@ def table(report: BenchReport) -> str:
     ]
     lines = [
         f"{r.tiles} tiles of {r.block}² px ({r.area_px / 1e6:.1f} Mpx), halo {r.halo} px, "
-        f"{r.workers} workers × 1 thread, device {r.device}",
+        f"{r.workers} workers × 1 thread, device {r.device}, network in {r.precision} "
+        "(the peer in float32)",
         "",
         "| measurement | px/s | / model-only |",
         "|---|---|---|",
@@ -299,6 +319,9 @@ def table(report: BenchReport) -> str:
         f"(the bench itself) {r.peak_client_mib:,.0f} MiB",
         f"- channels-last over contiguous weights (model only, 1 thread): "
         f"{r.layout_speedup:.2f}×",
+        f"- bfloat16 over float32 (model only, 1 thread, one real block): "
+        f"{r.bf16_speedup:.2f}×; LAI {r.bf16_mean_diff:.3f} m²/m² apart on average, "
+        f"{r.bf16_max_diff:.3f} at most",
     ]
     return "\n".join(lines)
 

@@ -21,7 +21,14 @@ from lamap.plan import TimeSteps, search_window
 from lamap.synthetic.world import World
 from lamap.tileplan import SceneIndex, TilePlan, plan_tile
 
-__all__ = ["BenchSetup", "map_once", "old_tasks", "peer_run", "stage_rates"]
+__all__ = [
+    "BenchSetup",
+    "compare_precisions",
+    "map_once",
+    "old_tasks",
+    "peer_run",
+    "stage_rates",
+]
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ class BenchSetup:
     halo: int
     spec: FeatureSpec
     device: str
+    precision: str = "auto"
 
     def search(self) -> SearchResult:
         """Search the world's catalog through its local STAC API, as a map does."""
@@ -58,7 +66,8 @@ class BenchSetup:
 
     def ref(self) -> ModelRef:
         """Return the model as the map's tasks see it (one window per block)."""
-        return ModelRef.from_path(self.checkpoint, device=self.device, window=self.grid.shard)
+        return ModelRef.from_path(self.checkpoint, device=self.device, window=self.grid.shard,
+                                  precision=self.precision)  # fmt: skip
 
 
 def _jobs(setup: BenchSetup, plans: list[TilePlan], *, exact: bool) -> list[BlockJob]:
@@ -121,7 +130,8 @@ def map_once(
     started = time.perf_counter()
     report = map_lai(bbox, setup.date, out, catalog=str(setup.world.root),
                      model=setup.checkpoint, grid=setup.grid, cluster=cluster,
-                     options=MapOptions(device=setup.device))  # fmt: skip
+                     options=MapOptions(device=setup.device,
+                                        precision=setup.precision))  # fmt: skip
     seconds = time.perf_counter() - started
     if sorted(report.mapped) != sorted(t.id for t in setup.tiles):
         raise RuntimeError(f"the bench map mapped {report.mapped}, failed {report.failed}")
@@ -179,3 +189,35 @@ def peer_run(setup: BenchSetup, stored: Path) -> tuple[float, float]:
         agree, count = agree + int(same.sum()), count + same.size
     area = sum(t.shape[0] * t.shape[1] for t in setup.tiles)
     return area / seconds, agree / count
+
+
+def compare_precisions(setup: BenchSetup) -> dict[str, Any]:
+    """Float32 vs bfloat16 on the first bench block, in this process, one thread.
+
+    Returns the precision ``auto`` picks here, the bfloat16 speed-up and the mean and
+    largest LAI difference (m²/m²) between the two.
+    """
+    import torch
+
+    from lamap.blocks import block_features
+    from lamap.infer import precision_for, predict_array, set_layout
+    from lamap.model import load_checkpoint
+
+    torch.set_num_threads(1)
+    loaded = set_layout(load_checkpoint(setup.checkpoint, map_location=setup.device))
+    block = block_features(_jobs(setup, setup.plans(), exact=False)[0])
+    out, seconds = {}, {}
+    for precision in ("float32", "bfloat16"):
+        predict_array(block.inputs, block.season, setup.halo, loaded, window=setup.grid.shard,
+                      batch=1, precision=precision)  # warm up; fmt: skip
+        started = time.perf_counter()
+        out[precision] = predict_array(block.inputs, block.season, setup.halo, loaded,
+                                       window=setup.grid.shard, batch=1, precision=precision)
+        seconds[precision] = time.perf_counter() - started
+    difference = np.abs(out["float32"] - out["bfloat16"]) * setup.spec.lai_scale
+    return {
+        "auto": precision_for(loaded, setup.precision),
+        "bf16_speedup": seconds["float32"] / seconds["bfloat16"],
+        "bf16_mean_diff": float(difference.mean()),
+        "bf16_max_diff": float(difference.max()),
+    }

@@ -36,7 +36,7 @@ from lamap.cube import CubeWindow, tile_cubes
 from lamap.errors import InputError, LamapWarning
 from lamap.features import FeatureSpec, build_features
 from lamap.grid import DEFAULT_GRID, BBox, Grid, Tile, Window, get_grid, parse_bbox
-from lamap.infer import DEFAULT_BATCH, ModelRef, predict
+from lamap.infer import DEFAULT_BATCH, PRECISIONS, ModelRef, predict
 from lamap.plan import (
     DEFAULT_LOOKBACK_DAYS,
     DEFAULT_MIN_COVERAGE,
@@ -88,6 +88,9 @@ class MapOptions:
     exact_warp : bool
         Warp inputs with the exact transformer instead of GDAL's default approximate one
         (see :mod:`lamap.blocks`).
+    precision : {"auto", "float32", "bfloat16"}
+        Arithmetic of the network; ``auto``: the checkpoint's training precision where the
+        worker's device computes it natively (see :func:`lamap.infer.precision_for`).
     """
 
     lookback_days: int = DEFAULT_LOOKBACK_DAYS
@@ -100,6 +103,15 @@ class MapOptions:
     tiles_in_flight: int | None = None
     retries: int = DEFAULT_RETRIES
     exact_warp: bool = False
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        """Refuse an unknown precision before anything is read or written."""
+        if self.precision not in PRECISIONS:
+            raise InputError(
+                f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}: "
+                "use --precision auto, float32 or bfloat16"
+            )
 
     def plan_options(self) -> PlanOptions:
         """Return the planner's share of the options."""
@@ -242,6 +254,7 @@ def _model_ref(
         device=options.device,
         window=model_window(grid, options.window),
         batch=options.batch,
+        precision=options.precision,
     )
     return ref, loaded
 
@@ -320,7 +333,8 @@ def map_lai(
     profile, result = _search(catalog, todo, day, options)
     index = SceneIndex.from_result(result)
     store.add_date(day)
-    model_info = {"path": ref.path, "sha256": ref.sha256, "lamap_version": loaded.lamap_version}
+    model_info = {"path": ref.path, "sha256": ref.sha256, "lamap_version": loaded.lamap_version,
+                  "precision": ref.precision}  # fmt: skip
     with get_client(cluster) as client:
         report.dashboard = dashboard_link(client)
         say(f"dashboard: {report.dashboard}")

@@ -141,3 +141,33 @@ def test_graph_carries_the_model_reference_not_the_model(tmp_path: Path) -> None
     lai = predict(features, ModelRef.from_path(str(path)), halo=44)
     size = len(pickle.dumps(dict(lai.data.__dask_graph__())))
     assert size < 200_000, f"the graph is {size} bytes: the model must not be embedded"
+
+
+def test_precision_follows_the_checkpoint_where_the_device_has_it(model) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from lamap.infer import _native_bf16, precision_for
+    from lamap.model import load_checkpoint
+
+    loaded = load_checkpoint(model)
+    assert precision_for(loaded) == "float32"  # never trained: float32
+    assert precision_for(loaded, "bfloat16") == "bfloat16"
+    trained = replace(loaded, training={"config": {"precision": "bfloat16"}})
+    native = _native_bf16(next(loaded.model.parameters()).device)
+    assert precision_for(trained) == ("bfloat16" if native else "float32")
+    assert precision_for(trained, "float32") == "float32"
+    with pytest.raises(InputError, match="precision 'half'"):
+        precision_for(loaded, "half")
+
+
+def test_bfloat16_inference_stays_close_to_float32(model) -> None:  # type: ignore[no-untyped-def]
+    from lamap.infer import predict_array, set_layout
+    from lamap.model import load_checkpoint
+
+    loaded = set_layout(load_checkpoint(model))
+    block = np.random.default_rng(3).random((20, 96, 96), dtype=np.float32)
+    season = np.array([0.2, 0.9], dtype=np.float32)
+    full = predict_array(block, season, 16, loaded, window=64, batch=2)
+    half = predict_array(block, season, 16, loaded, window=64, batch=2, precision="bfloat16")
+    assert half.dtype == np.float32 and not np.array_equal(full, half)
+    np.testing.assert_allclose(half, full, atol=0.05)
