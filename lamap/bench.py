@@ -142,17 +142,28 @@ def _bench_world(world: str | None, work: Path, size: int, say: Callable[[str], 
     return generate_world(work / "world", WorldSpec(seed=5, size=size, days=30))
 
 
-def _tiles(grid: Grid, world: World, count: int) -> list[Tile]:
-    """Return the ``count`` whole tiles nearest the world's centre (row-major)."""
-    xmin, ymin, xmax, ymax = world.meta["truth_grid"]["bounds"]
-    inside = grid.window_for_bounds((xmin, ymin, xmax, ymax))
-    whole = [t for t in grid.tiles_for_window(inside) if t.shape == (grid.tile, grid.tile)]
-    if len(whole) < count:
+def _world_grid(world: World, block: int) -> Grid:
+    """Return a grid on the world's own pixels (its truth grid), ``block``-px blocks.
+
+    Its tiles start at the world's corner, so whole tiles are wholly inside the data.
+    """
+    truth = world.meta["truth_grid"]
+    xmin, _, _, ymax = truth["bounds"]
+    return Grid(name="bench", crs=truth["crs"], resolution=float(truth["resolution"]),
+                origin=(xmin, ymax), shape=tuple(truth["shape"]), chunk=block, shard=block,
+                tile=block)  # fmt: skip
+
+
+def _tiles(grid: Grid, count: int) -> list[Tile]:
+    """Return a rectangle of ``count`` whole tiles from the grid's corner (row-major)."""
+    rows, cols = (grid.shape[0] // grid.tile, grid.shape[1] // grid.tile)
+    wide = min(cols, count)
+    if rows * cols < count or count % wide:
         raise ValueError(
-            f"the bench world holds {len(whole)} whole {grid.tile}-px tiles, {count} asked: "
+            f"the bench world holds {rows}×{cols} whole {grid.tile}-px tiles, {count} asked: "
             "generate a larger one (--size) or ask for fewer tiles (--tiles)"
         )
-    return sorted(whole[:count], key=lambda t: (t.row, t.col))
+    return [grid.get_tile(r, c) for r in range(count // wide) for c in range(wide)]
 
 
 def _bbox(grid: Grid, tiles: list[Tile]) -> tuple[float, ...]:
@@ -222,9 +233,8 @@ def run_bench(
         path = checkpoint or _demo_checkpoint()
         loaded = load_checkpoint(path)
         halo, spec = recommended_halo(loaded.config), FeatureSpec.from_dict(loaded.feature_spec)
-        grid = Grid.from_bounds(the_world.meta["truth_grid"]["bounds"], crs="EPSG:3035",
-                                chunk=block, shard=block, tile=block)  # fmt: skip
-        chosen = _tiles(grid, the_world, tiles)
+        grid = _world_grid(the_world, block)
+        chosen = _tiles(grid, tiles)
         date = the_world.s2_dates[3] + dt.timedelta(days=1)
         setup = BenchSetup(the_world, grid, chosen, date, path, halo, spec, device, precision)
         area = sum(t.shape[0] * t.shape[1] for t in chosen)
