@@ -80,6 +80,16 @@ class BenchReport:
         return self.end_to_end_px_s / self.model_px_s
 
     @property
+    def stage_share(self) -> float:
+        """Share of end-to-end time the stages alone take (inputs + model); 1 = no overhead."""
+        return (1 / self.model_px_s + 1 / self.inputs_px_s) * self.end_to_end_px_s
+
+    @property
+    def ceiling(self) -> float:
+        """The best end-to-end / model-only ratio with these stages: model / (model + inputs)."""
+        return (1 / self.model_px_s) / (1 / self.model_px_s + 1 / self.inputs_px_s)
+
+    @property
     def peer_speedup(self) -> float:
         """End-to-end throughput over the naive peer's."""
         return self.end_to_end_px_s / self.peer_px_s
@@ -319,6 +329,9 @@ def table(report: BenchReport) -> str:
         f"- end-to-end / model-only: **{r.ratio:.2f}**; end-to-end / naive peer: "
         f"**{r.peer_speedup:.2f}×** (peer agrees on {100 * r.peer_agreement:.2f} % of pixels "
         "to 0.05 m²/m²)",
+        f"- the stages alone (inputs + model) take {100 * r.stage_share:.0f} % of the "
+        f"end-to-end time; with these stages the ratio cannot pass {r.ceiling:.2f} "
+        "(model / (model + inputs))",
         f"- tasks per output Mpx: {r.tasks_per_mpx:,.1f} (before: {r.tasks_per_mpx_before:,.0f}; "
         f"{r.task_cut:,.0f}× fewer)",
         f"- model px per output px: {r.halo_factor:.2f} (before, on a europe tile: "
@@ -339,4 +352,5 @@ def table(report: BenchReport) -> str:
 def report_as_dict(report: BenchReport) -> dict[str, Any]:
     """JSON-ready report, ratios included."""
     return {**asdict(report), "ratio": report.ratio, "peer_speedup": report.peer_speedup,
-            "task_cut": report.task_cut}  # fmt: skip
+            "task_cut": report.task_cut, "stage_share": report.stage_share,
+            "ceiling": report.ceiling}  # fmt: skip

@@ -259,9 +259,12 @@ def _settle(
     reason = _reason(future)
     outcome.failed[tile_id] = reason
     ctx.store.mark_failed(ctx.date, tile_id, reason)
-    for window in block_windows(plan.tile.grid, plan.tile.window):
-        empty = no_input_block(window)
-        ctx.writer.write(window, empty.lai, empty.source)
+    try:  # no half tile: its shards read as "no input" until a rerun maps it
+        for window in block_windows(plan.tile.grid, plan.tile.window):
+            empty = no_input_block(window)
+            ctx.writer.write(window, empty.lai, empty.source)
+    except Exception:  # noqa: BLE001 - the tile is recorded as failed either way
+        _LOG.warning("could not reset the shards of failed tile %s", tile_id, exc_info=True)
     say(f"tile {tile_id} failed {count}: {reason}")
 
 

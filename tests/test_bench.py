@@ -39,6 +39,8 @@ def test_layouts_predict_the_same_and_both_are_measured(model: Path) -> None:
 def test_table_reports_the_ratios() -> None:
     assert REPORT.ratio == pytest.approx(0.8) and REPORT.peer_speedup == pytest.approx(2.5)
     assert REPORT.task_cut == pytest.approx(1000 / 6.5)
+    assert REPORT.ceiling == pytest.approx(0.8)  # model 1/100k s/px, inputs 1/400k
+    assert REPORT.stage_share == pytest.approx((1 / 100_000 + 1 / 400_000) * 80_000)
     text = table(REPORT)
     assert "| end-to-end (lamap map) | 80,000 | 0.80 |" in text
     assert "end-to-end / model-only: **0.80**" in text and "**2.50×**" in text
