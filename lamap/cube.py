@@ -153,7 +153,36 @@ class _ExactSpec(RasterSpec):
         return {**params, "tolerance": WARP_TOLERANCE}
 
 
-class ExactWarpReader(AutoParallelRioReader):
+class UnmaskedReader(AutoParallelRioReader):
+    """stackstac's reader, reading each warped window once instead of twice.
+
+    stackstac reads ``masked=True``; on a ``WarpedVRT`` with a nodata value GDAL computes
+    that mask from the nodata mask band, which warps the window a second time (measured:
+    a 1088² bilinear read of a 20-m band takes 2× as long). Where the source has a nodata
+    value (every Sentinel COG) the mask is exactly "value == nodata" (NaN-aware), so this
+    reads once and fills those pixels, giving the same array (tested); anything else
+    (no nodata, scales or offsets, a dataset not read through stackstac's thread-local
+    wrapper) goes through stackstac's own read.
+    """
+
+    def read(self, window: Any, **kwargs: Any) -> np.ndarray:
+        """Read one window: the warped values, ``fill_value`` where the source has nodata."""
+        wrapper = self.dataset
+        inner = getattr(wrapper, "dataset", None)
+        nodata = getattr(inner, "nodata", None)
+        if nodata is None or kwargs or tuple(self.scale_offset) != (1, 0):
+            return super().read(window, **kwargs)  # type: ignore[no-any-return]
+        try:
+            values = wrapper.read(window=window, out_dtype=self.dtype, masked=False)
+        except Exception as err:
+            raise RuntimeError(f"Error reading {window} from {self.url!r}: {err!r}") from err
+        band = values[0]
+        invalid = np.isnan(band) if np.isnan(nodata) else band == nodata
+        band[invalid] = self.fill_value
+        return band  # type: ignore[no-any-return]
+
+
+class ExactWarpReader(UnmaskedReader):
     """stackstac's reader with exact (window-independent) reprojection."""
 
     def __init__(self, *, spec: RasterSpec, **kwargs: Any) -> None:
@@ -187,7 +216,7 @@ def _stack(
         xy_coords="center",
         properties=True,
         band_coords=False,
-        reader=ExactWarpReader if where.exact else AutoParallelRioReader,
+        reader=ExactWarpReader if where.exact else UnmaskedReader,
         gdal_env=GDAL_ENV,
     )
     expected = where.window.shape

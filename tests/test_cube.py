@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.warp import Resampling, reproject
+from rasterio.windows import Window as RioWindow
+from stackstac.raster_spec import RasterSpec
+from stackstac.rio_reader import AutoParallelRioReader
 
 from lamap.catalog import (
     EARTH_SEARCH,
@@ -20,7 +23,16 @@ from lamap.catalog import (
     parse_items,
     search,
 )
-from lamap.cube import SNAP_BANDS, CubeWindow, s1_cube, s2_cube, scl_cube, tile_cubes
+from lamap.cube import (
+    SNAP_BANDS,
+    CubeWindow,
+    UnmaskedReader,
+    _ExactSpec,
+    s1_cube,
+    s2_cube,
+    scl_cube,
+    tile_cubes,
+)
 from lamap.features import build_features
 from lamap.grid import Grid, get_grid
 from lamap.plan import TimeSteps, plan_time_steps, s2_days
@@ -244,3 +256,29 @@ def test_a_day_whose_other_zone_misses_the_window(tiny_world: World, tiny_search
     values = cube.compute()
     assert np.isfinite(values.sel(band="B04").isel(time=1).values).mean() > 0.9
     assert list(values.boa_offset.values) == [-1000, -1000]
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_unmasked_reads_equal_stackstacs_masked_reads(tiny_world: World, exact: bool) -> None:
+    """One warp per read instead of two, the same arrays (S2 DN, SCL, S1 gamma0)."""
+    grid = Grid.from_bbox(tiny_world.bbox, crs="EPSG:3035", chunk=128, shard=128, tile=256)
+    world = grid.window_for_bounds(tiny_world.meta["truth_grid"]["bounds"]).grow(20)
+    spec = RasterSpec(3035, grid.window_bounds(world), (10.0, 10.0))
+    if exact:
+        spec = _ExactSpec(spec.epsg, spec.bounds, spec.resolutions_xy)
+    s2 = json.loads(next(p for p in tiny_world.item_paths if "T32UGP" in p.name).read_text())
+    s1 = json.loads(next(p for p in tiny_world.item_paths if "_rtc" in p.name).read_text())
+    cases = [(s2["assets"]["B05"]["href"], "float32", np.nan, Resampling.bilinear),
+             (s2["assets"]["SCL"]["href"], "uint8", 0, Resampling.nearest),
+             (s1["assets"]["vv"]["href"], "float32", np.nan, Resampling.bilinear)]  # fmt: skip
+    whole = RioWindow(0, 0, spec.shape[1], spec.shape[0])
+    for href, dtype, fill, resampling in cases:
+        args = dict(url=href, spec=spec, resampling=resampling, dtype=np.dtype(dtype),
+                    fill_value=np.array(fill, dtype=dtype)[()], scale_offset=(1.0, 0.0),
+                    gdal_env=None, errors_as_nodata=())  # fmt: skip
+        expected = AutoParallelRioReader(**args).read(whole)  # stackstac's masked read
+        got = UnmaskedReader(**args).read(whole)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+        missing = np.isnan(got) if np.isnan(fill) else got == fill
+        assert missing.any() and not missing.all(), "the window should reach past the data"
