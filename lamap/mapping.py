@@ -120,7 +120,32 @@ class MapOptions:
 
 @dataclass
 class MapReport:
-    """What a run did."""
+    """What a run did.
+
+    Attributes
+    ----------
+    date : datetime.date
+        The date mapped.
+    store : str
+        The store.
+    tiles : list of str
+        Every tile the bbox touches.
+    skipped : list of str
+        Tiles already done for the date.
+    mapped : list of str
+        Tiles mapped by this run.
+    no_input : dict
+        Tile id → why it has no input (marked done, all "no input").
+    failed : dict
+        Tile id → the stage, block and error that failed it (recorded in the store's
+        ledger; not done: the next run retries it).
+    dashboard : str or None
+        The Dask dashboard's link.
+    seconds : float
+        Wall time of the run.
+    tasks : int
+        Tasks submitted.
+    """
 
     date: dt.date
     store: str
