@@ -137,8 +137,8 @@ def precision_for(loaded: Any, requested: str = "auto") -> str:
     ``auto`` is the precision the checkpoint was trained in (``TrainConfig.precision``:
     a model trained under bfloat16 autocast is run the same way) where the device computes
     bfloat16 natively (CUDA with bf16, or a CPU with AVX512-BF16/AMX through oneDNN), else
-    float32. On this project's CPU the demo weights run 2.1× faster in bfloat16 than in
-    float32, their LAI 0.013 m²/m² apart on average (0.06 at most; ``lamap bench``).
+    float32. On this project's CPU the demo weights run about 2× faster in bfloat16 than
+    in float32, their LAI 0.008 m²/m² apart on average (0.18 at most; ``lamap bench``).
 
     Raises
     ------
