@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,9 @@ class BenchSetup:
     device: str
     precision: str = "auto"
 
-    def search(self) -> SearchResult:
-        """Search the world's catalog through its local STAC API, as a map does."""
+    @cached_property
+    def result(self) -> SearchResult:
+        """Search the world's catalog once through its local STAC API, as a map does."""
         from lamap.stac_server import StacServer
 
         start, end = search_window([self.date])
@@ -57,7 +59,7 @@ class BenchSetup:
 
     def plans(self) -> list[TilePlan]:
         """Return the tiles' plans; every bench tile must have input."""
-        index = SceneIndex.from_result(self.search())
+        index = SceneIndex.from_result(self.result)
         plans = [plan_tile(index, tile, self.date) for tile in self.tiles]
         missing = [p.tile.id for p in plans if not isinstance(p.steps, TimeSteps)]
         if missing:
@@ -152,7 +154,7 @@ def old_tasks(setup: BenchSetup, out: Path) -> int:
     grid = replace(setup.grid, chunk=half if half >= setup.halo else setup.grid.shard)
     store = LaiStore.create(out, grid)
     store.add_date(setup.date)
-    result = setup.search()
+    result = setup.result
     index = SceneIndex.from_result(result)
     ref = ModelRef.from_path(setup.checkpoint, device=setup.device)
     total = 0

@@ -41,7 +41,16 @@ from lamap.infer import ModelRef, infer_block
 from lamap.plan import TimeSteps
 from lamap.store import Source
 
-__all__ = ["BlockInputs", "BlockJob", "BlockResult", "block_features", "block_lai", "halo_factor"]
+__all__ = [
+    "BlockInputs",
+    "BlockJob",
+    "BlockResult",
+    "block_features",
+    "block_lai",
+    "combine",
+    "halo_factor",
+    "has_input",
+]
 
 #: Model input channels in the order the network takes them (see lamap.infer.stack_inputs).
 _MODEL_VARIABLES = ("s1", "lai", "masks")
@@ -150,16 +159,23 @@ def _block_inputs(ds: xr.Dataset, halo: int) -> BlockInputs:
         [ds["s1"].values, ds["lai"].values, masks.reshape(-1, *masks.shape[2:])], axis=0
     ).astype(np.float32, copy=False)
     core = (slice(halo, inputs.shape[1] - halo), slice(halo, inputs.shape[2] - halo))
-    valid_past = ds["masks"].sel(mask_channel="valid").max("step").values > 0
-    has_input = (ds["s1_valid"].values > 0) | valid_past
     observed = ds["observed_lai"].values[core] if "observed_lai" in ds else None
     return BlockInputs(
         inputs=np.ascontiguousarray(inputs),
         season=np.asarray(ds["season"].values, dtype=np.float32),
-        has_input=has_input[core],
+        has_input=has_input(ds).values[core],
         observed=None if observed is None else observed.astype(np.float32),
         halo=halo,
     )
+
+
+def has_input(features: xr.Dataset) -> xr.DataArray:
+    """Return where a pixel has model input: all radar channels, or a valid optical past.
+
+    Elsewhere there is no estimate (``no_input``). Lazy for lazy features.
+    """
+    valid_past = features["masks"].sel(mask_channel="valid").max("step") > 0
+    return (features["s1_valid"] > 0) | valid_past
 
 
 def block_lai(block: BlockInputs, ref: ModelRef, *, lai_scale: float) -> BlockResult:

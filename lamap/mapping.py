@@ -29,7 +29,7 @@ import numpy as np
 import xarray as xr
 
 from lamap._dates import as_date
-from lamap.blocks import model_window
+from lamap.blocks import has_input, model_window
 from lamap.catalog import CatalogProfile, SearchResult, open_catalog, search
 from lamap.cluster import ClusterSpec, dashboard_link, get_client
 from lamap.cube import CubeWindow, tile_cubes
@@ -197,10 +197,7 @@ def _envelope(tiles: Sequence[Tile]) -> tuple[float, float, float, float]:
 
 def _combine(model_lai: xr.DataArray, features: xr.Dataset) -> tuple[xr.DataArray, xr.DataArray]:
     """Observed LAI where S2 at D is clear, model LAI where there is input, else nothing."""
-    has_input = (features["s1_valid"] > 0) | (
-        features["masks"].sel(mask_channel="valid").max("step") > 0
-    )
-    source = xr.where(has_input, np.uint8(Source.FILLED), np.uint8(Source.NO_INPUT))
+    source = xr.where(has_input(features), np.uint8(Source.FILLED), np.uint8(Source.NO_INPUT))
     lai = model_lai.clip(0.0, 8.0)
     if "observed_lai" in features:
         observed = features["observed_lai"]
@@ -418,7 +415,7 @@ def plan_map(
     store = LaiStore.open(out) if out is not None and _exists(out) else None
     the_grid = store.grid if store is not None else grid or get_grid(DEFAULT_GRID)
     tiles = the_grid.tiles_for_bbox(area)
-    done = set(store.done_tiles(day)) if store is not None and day in store.dates else set()
+    done = _done(store, day) if store is not None else set()
     todo = [t for t in tiles if t.id not in done]
     summary = PlanSummary(day, done=len(tiles) - len(todo))
     if not todo:
@@ -438,15 +435,21 @@ def _todo(
     store: LaiStore, day: dt.date, tiles: list[Tile], report: MapReport, say: Callable[[str], None]
 ) -> list[Tile]:
     """Return the tiles not done for the date (one listing of the markers, not one per tile)."""
-    done = set(store.done_tiles(day)) if day in store.dates else set()
+    done = _done(store, day)
     todo = [t for t in tiles if t.id not in done]
     report.skipped = [t.id for t in tiles if t.id in done]
     if report.skipped:
         say(f"{len(report.skipped)} of {len(tiles)} tiles already done for {day}: skipped")
-    retry = [t for t in store.failed_tiles(day) if t in {x.id for x in todo}] if todo else []
+    failed = store.failed_tiles(day) if todo else {}
+    retry = sum(t.id in failed for t in todo)
     if retry:
-        say(f"{len(retry)} tiles failed before for {day}: mapping them again")
+        say(f"{retry} tiles failed before for {day}: mapping them again")
     return todo
+
+
+def _done(store: LaiStore, day: dt.date) -> set[str]:
+    """Return the tiles done for the date (one listing of its markers; none for a new date)."""
+    return set(store.done_tiles(day)) if day in store.dates else set()
 
 
 def _check_halo(halo: int) -> None:

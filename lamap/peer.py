@@ -269,7 +269,7 @@ def naive_map(
     CheckpointError
         If the checkpoint cannot be read.
     """
-    from lamap.mapping import _combine
+    from lamap.blocks import combine, has_input
     from lamap.model import load_checkpoint, recommended_halo
 
     started = time.perf_counter()
@@ -284,11 +284,12 @@ def naive_map(
         features = _features(reader, steps, s2, s1, spec)
         pred, computed = _run_network(loaded, to_tensors(features))
         model_px += computed
-        model_lai = xr.DataArray(pred * np.float32(spec.lai_scale), dims=("y", "x"))
-        part_lai, part_source = _combine(model_lai, features)
         core = (slice(depth, depth + part.height), slice(depth, depth + part.width))
+        observed = features["observed_lai"].values[core] if "observed_lai" in features else None
+        part_result = combine((pred * np.float32(spec.lai_scale))[core],
+                              has_input(features).values[core], observed)  # fmt: skip
         rows, cols = part.relative_to(window).to_slices()
-        lai[rows, cols] = part_lai.values[core]
-        source[rows, cols] = part_source.values[core]
+        lai[rows, cols] = part_result.lai
+        source[rows, cols] = part_result.source
     seconds = time.perf_counter() - started
     return PeerResult(lai, source, seconds, lai.size / seconds, model_px)
