@@ -451,14 +451,30 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo("lamap: interrupted", err=True)
         raise SystemExit(130) from None
     except Exception as err:  # click usage errors and aborts
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
+        failure, abort = _click_errors()
+        if isinstance(err, failure):
+            assert hasattr(err, "exit_code") and hasattr(err, "format_message")
+            hint = " (see lamap --help)" if err.exit_code == 2 else ""
+            typer.echo(f"lamap: error: {err.format_message()}{hint}", err=True)
             raise SystemExit(err.exit_code) from None
-        if isinstance(err, click.exceptions.Abort):
+        if isinstance(err, abort):
             raise SystemExit(1) from None
         raise
+
+
+def _click_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    """Return the usage-error and abort classes of the click that typer runs on.
+
+    typer ≥ 0.29 bundles its own copy of click (``typer._click``), whose exceptions are not
+    the installed click's: take them from typer's own ``BadParameter`` and ``Abort``, and
+    keep the installed click's for older typers that use it.
+    """
+    import click
+
+    bundled = sys.modules[typer.BadParameter.__module__]
+    failures = (bundled.ClickException, click.exceptions.ClickException)
+    aborts = (typer.Abort, click.exceptions.Abort)
+    return failures, aborts
 
 
 if __name__ == "__main__":  # pragma: no cover
