@@ -422,9 +422,9 @@ def plan_map(
         return summary
     _profile, result = _search(catalog, todo, day, options)
     started = time.perf_counter()
-    index, used = SceneIndex.from_result(result), set[str]()
+    index = SceneIndex.from_result(result)
     for count, plan in enumerate(iter_plans(index, todo, day, options.plan_options()), 1):
-        summary.add(plan, used)
+        summary.add(plan)
         if count % 1000 == 0:
             say(f"planned {count}/{len(todo)} tiles")
     summary.scenes, summary.seconds = len(index), time.perf_counter() - started

@@ -157,15 +157,15 @@ class PlanSummary:
     date : datetime.date
         The date planned.
     tiles : int
-        Tiles the bbox touches.
+        Tiles planned (the bbox's tiles less those done).
     done : int
         Tiles already done in the store for the date (not planned again).
     planned : int
         Tiles with inputs.
     pixels : int
         Output pixels of the planned tiles.
-    items : int
-        Distinct items the planned tiles read.
+    item_ids : set of str
+        Distinct items the planned tiles read (``items`` counts them).
     items_per_tile : Counter
         How many tiles read how many items.
     no_input : dict
@@ -181,14 +181,19 @@ class PlanSummary:
     done: int = 0
     planned: int = 0
     pixels: int = 0
-    items: int = 0
+    item_ids: set[str] = field(default_factory=set, repr=False)
     items_per_tile: Counter[int] = field(default_factory=Counter)
     no_input: dict[str, str] = field(default_factory=dict)
     scenes: int = 0
     seconds: float = 0.0
 
-    def add(self, plan: TilePlan, used: set[str]) -> None:
-        """Count one tile's plan; ``used`` collects the distinct item ids."""
+    @property
+    def items(self) -> int:
+        """Distinct items the planned tiles read."""
+        return len(self.item_ids)
+
+    def add(self, plan: TilePlan) -> None:
+        """Count one tile's plan."""
         self.tiles += 1
         if isinstance(plan.steps, NoInput):
             self.no_input[plan.tile.id] = plan.steps.reason
@@ -197,8 +202,7 @@ class PlanSummary:
         self.planned += 1
         self.pixels += rows * cols
         self.items_per_tile[plan.items] += 1
-        used.update(plan.steps.s2_item_ids, plan.steps.s1_item_ids)
-        self.items = len(used)
+        self.item_ids.update(plan.steps.s2_item_ids, plan.steps.s1_item_ids)
 
     def lines(self, *, limit: int = 20) -> list[str]:
         """Return the report, one line each (the first ``limit`` tiles without input)."""
@@ -221,7 +225,7 @@ class PlanSummary:
 
 def summarise(plans: Iterable[TilePlan], date: dt.date) -> PlanSummary:
     """Count plans into a :class:`PlanSummary` (consumes the iterator, keeps no plan)."""
-    summary, used = PlanSummary(date), set[str]()
+    summary = PlanSummary(date)
     for plan in plans:
-        summary.add(plan, used)
+        summary.add(plan)
     return summary
