@@ -27,8 +27,9 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 
 import lamap
+from lamap._inputs import BBoxLike
 from lamap.errors import InputError, LamapError
-from lamap.grid import BBoxLike, Window
+from lamap.grid import Window
 from lamap.store import LAI_VALID_RANGE, DateLike, LaiStore, StoreError
 
 if TYPE_CHECKING:

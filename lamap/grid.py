@@ -17,7 +17,7 @@ So a tile holds whole shards and a shard whole chunks. Where the grid shape is n
 multiple of a block edge, the blocks at the right and bottom edges are partial: their
 windows are clipped to the grid.
 
-Lon/lat bounding boxes are normalised once, at the boundary, by :func:`parse_bbox` into a
+Lon/lat bounding boxes are normalised once, at the boundary, by :func:`lamap._inputs.as_bbox` into a
 :class:`BBox`; everything inward takes exact types. Pixel windows are :class:`Window`
 objects in grid pixel indices (row 0 at the top, column 0 at the left).
 
@@ -70,14 +70,13 @@ from affine import Affine
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError, ProjError
 
+from lamap._inputs import BBox, BBoxLike, as_bbox, is_real
 from lamap.errors import GridError
 
 __all__ = [
     "DEFAULT_GRID",
     "EUROPE",
     "GRIDS",
-    "BBox",
-    "BBoxLike",
     "Bounds",
     "CRSLike",
     "Grid",
@@ -86,14 +85,11 @@ __all__ = [
     "Window",
     "get_grid",
     "normalise_crs",
-    "parse_bbox",
     "resolve_grid",
 ]
 
 #: Anything :func:`normalise_crs` accepts: an EPSG code, an authority string, WKT, PROJ.
 CRSLike: TypeAlias = "int | str | CRS"
-#: Anything :func:`parse_bbox` accepts: ``"W,S,E,N"``, four numbers, or a :class:`BBox`.
-BBoxLike: TypeAlias = "str | Sequence[float] | np.ndarray | BBox"
 #: Projected bounds ``(xmin, ymin, xmax, ymax)`` in the grid CRS, metres.
 Bounds: TypeAlias = tuple[float, float, float, float]
 #: The block edge a window is snapped outward to.
@@ -108,7 +104,6 @@ _LONLAT = "EPSG:4326"
 _DENSIFY = 21
 # A coordinate within this many pixels of a pixel edge is on that edge (float noise).
 _EPS = 1e-6
-_BBOX_EXAMPLE = "'5.9,47.3,10.5,55.1'"
 _UTM_NAME = re.compile(r"^utm(\d{1,2})([ns])$")
 _TILE_ID = re.compile(r"^r(\d+)c(\d+)$")
 
@@ -119,11 +114,6 @@ _TILE_ID = re.compile(r"^r(\d+)c(\d+)$")
 def _is_int(value: object) -> TypeGuard[int]:
     """Integers, NumPy's included, but not bools."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: object) -> TypeGuard[float]:
-    """Real numbers, NumPy's included, but not bools."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _floor(value: float) -> int:
@@ -149,128 +139,6 @@ def _fmt(value: float) -> str:
 def _extent_text(bounds: Sequence[float]) -> str:
     west, south, east, north = bounds
     return f"lon {west:.2f} to {east:.2f}, lat {south:.2f} to {north:.2f}"
-
-
-# --------------------------------------------------------------------------------- BBox
-
-
-@dataclass(frozen=True)
-class BBox:
-    """A lon/lat bounding box in degrees (WGS 84), validated on construction.
-
-    Parameters
-    ----------
-    west, south, east, north : float
-        Longitudes in [-180, 180] with ``west < east``, latitudes in [-90, 90] with
-        ``south < north``. Boxes crossing the antimeridian are not supported.
-
-    Raises
-    ------
-    GridError
-        If a value is not a finite number, out of range, or the box is empty or inverted.
-    """
-
-    west: float
-    south: float
-    east: float
-    north: float
-
-    def __post_init__(self) -> None:
-        """Validate and convert to floats."""
-        for name in ("west", "south", "east", "north"):
-            value = getattr(self, name)
-            if not _is_real(value) or not math.isfinite(value):
-                raise GridError(f"bbox {name} {value!r} is not a finite number: {_BBOX_HINT}")
-            object.__setattr__(self, name, float(value))
-        _check_bbox_ranges(self.west, self.south, self.east, self.north)
-        _check_bbox_order(self.west, self.south, self.east, self.north)
-
-    def to_tuple(self) -> tuple[float, float, float, float]:
-        """Return ``(west, south, east, north)``, the order STAC ``bbox`` uses."""
-        return (self.west, self.south, self.east, self.north)
-
-    def __str__(self) -> str:
-        """Return ``"W,S,E,N"``, the form :func:`parse_bbox` reads back."""
-        return ",".join(_fmt(value) for value in self.to_tuple())
-
-
-_BBOX_HINT = f"give W,S,E,N in lon/lat degrees, e.g. {_BBOX_EXAMPLE}"
-
-
-def _check_bbox_ranges(west: float, south: float, east: float, north: float) -> None:
-    for name, value in (("west", west), ("east", east)):
-        if not -180.0 <= value <= 180.0:
-            raise GridError(
-                f"bbox {name} longitude {_fmt(value)} is outside [-180, 180]: "
-                f"{_BBOX_HINT} (did you give projected metres, or swap lon and lat?)"
-            )
-    for name, value in (("south", south), ("north", north)):
-        if not -90.0 <= value <= 90.0:
-            raise GridError(
-                f"bbox {name} latitude {_fmt(value)} is outside [-90, 90]: "
-                f"{_BBOX_HINT} (latitudes are the 2nd and 4th numbers)"
-            )
-
-
-def _check_bbox_order(west: float, south: float, east: float, north: float) -> None:
-    if west == east:
-        raise GridError(
-            f"bbox west equals east ({_fmt(west)}), so the bbox has no width: {_BBOX_HINT}"
-        )
-    if west > east:
-        raise GridError(
-            f"bbox west {_fmt(west)} is greater than east {_fmt(east)} (W >= E): "
-            f"{_BBOX_HINT}; an area crossing the antimeridian (180°) is not supported, "
-            "split it into two bboxes"
-        )
-    if south >= north:
-        raise GridError(
-            f"bbox south {_fmt(south)} is not less than north {_fmt(north)} (S >= N): {_BBOX_HINT}"
-        )
-
-
-def parse_bbox(value: BBoxLike) -> BBox:
-    """Normalise a user's bounding box into a :class:`BBox`.
-
-    Parameters
-    ----------
-    value : str or sequence of float or BBox
-        ``"W,S,E,N"`` (commas and/or spaces), four numbers in that order, or a BBox.
-
-    Returns
-    -------
-    BBox
-        The validated lon/lat box.
-
-    Raises
-    ------
-    GridError
-        If the value is not four numbers or fails :class:`BBox` validation.
-    """
-    if isinstance(value, BBox):
-        return value
-    numbers_ = _bbox_values(value)
-    if len(numbers_) != 4:
-        raise GridError(f"bbox {value!r} has {len(numbers_)} values, not 4: {_BBOX_HINT}")
-    return BBox(*numbers_)
-
-
-def _bbox_values(value: object) -> list[Any]:
-    if isinstance(value, str):
-        parts = [part for part in re.split(r"[,\s]+", value.strip()) if part]
-        return [_parse_number(part, value) for part in parts]
-    if isinstance(value, Sequence | np.ndarray):
-        return list(value)
-    raise GridError(f"bbox {value!r} is not a string or a sequence: {_BBOX_HINT}")
-
-
-def _parse_number(part: str, whole: str) -> float:
-    try:
-        return float(part)
-    except ValueError:
-        raise GridError(
-            f"bbox {whole!r} has {part!r}, which is not a number: {_BBOX_HINT}"
-        ) from None
 
 
 # ---------------------------------------------------------------------------------- CRS
@@ -526,7 +394,7 @@ class Window:
 
 
 def _check_resolution(resolution: object) -> float:
-    if not _is_real(resolution) or not math.isfinite(resolution) or resolution <= 0:
+    if not is_real(resolution) or not math.isfinite(resolution) or resolution <= 0:
         raise GridError(
             f"grid resolution {resolution!r} must be a positive number of metres, e.g. 10"
         )
@@ -540,7 +408,7 @@ def _check_origin(origin: object, resolution: float) -> tuple[float, float]:
             "upper-left corner of the upper-left pixel"
         )
     for axis, value in zip(("x", "y"), origin, strict=True):
-        if not _is_real(value) or not math.isfinite(value):
+        if not is_real(value) or not math.isfinite(value):
             raise GridError(f"grid origin {axis} {value!r} is not a finite number of metres")
         steps = value / resolution
         if abs(steps - round(steps)) > _EPS:
@@ -719,7 +587,7 @@ class Grid:
             If the bbox is invalid or cannot be projected, or a grid parameter is invalid.
         """
         target = normalise_crs(crs)
-        bounds = _transform_bounds(_LONLAT, target, parse_bbox(bbox).to_tuple())
+        bounds = _transform_bounds(_LONLAT, target, as_bbox(bbox).to_tuple())
         return cls.from_bounds(
             bounds,
             crs=target,
@@ -1055,7 +923,7 @@ class Grid:
                 f"bounds {tuple(bounds)} in grid {self.label} cross the antimeridian (180°), "
                 "which lamap does not support: use a grid that keeps the area on one side"
             )
-        return parse_bbox(lonlat)
+        return as_bbox(lonlat)
 
     # ----------------------------------------------------------------- bbox -> windows/tiles
 
@@ -1067,7 +935,7 @@ class Grid:
         GridError
             If the bbox is invalid or cannot be projected to the grid CRS.
         """
-        return _transform_bounds(_LONLAT, self.crs, parse_bbox(bbox).to_tuple())
+        return _transform_bounds(_LONLAT, self.crs, as_bbox(bbox).to_tuple())
 
     def window_for_bounds(self, bounds: Sequence[float], *, snap: Snap = "pixel") -> Window:
         """Return the grid window covering projected bounds, clipped to the grid.
@@ -1119,7 +987,7 @@ class Grid:
         GridError
             If the bbox is invalid or lies outside the grid.
         """
-        box = parse_bbox(bbox)
+        box = as_bbox(bbox)
         window = self._clipped(self._raw_window(self.project_bbox(box)), snap)
         if window is None:
             raise GridError(
@@ -1195,7 +1063,7 @@ class Grid:
 
 def _check_bounds(bounds: Sequence[float]) -> Bounds:
     values = list(bounds) if isinstance(bounds, Sequence | np.ndarray) else []
-    if len(values) != 4 or not all(_is_real(v) and math.isfinite(v) for v in values):
+    if len(values) != 4 or not all(is_real(v) and math.isfinite(v) for v in values):
         raise GridError(
             f"bounds {bounds!r} must be four finite numbers (xmin, ymin, xmax, ymax) in metres"
         )

@@ -28,14 +28,14 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from lamap._dates import as_date
+from lamap._inputs import BBox, as_bbox, as_date
 from lamap.blocks import has_input, model_window
 from lamap.catalog import CatalogProfile, SearchResult, open_catalog, search
 from lamap.cluster import ClusterSpec, dashboard_link, get_client
 from lamap.cube import CubeWindow, tile_cubes
 from lamap.errors import InputError, LamapWarning
 from lamap.features import FeatureSpec, build_features
-from lamap.grid import DEFAULT_GRID, BBox, Grid, Tile, Window, get_grid, parse_bbox
+from lamap.grid import DEFAULT_GRID, Grid, Tile, Window, get_grid
 from lamap.infer import DEFAULT_BATCH, PRECISIONS, ModelRef, predict
 from lamap.plan import (
     DEFAULT_LOOKBACK_DAYS,
@@ -341,7 +341,7 @@ def map_lai(
     """
     started = time.perf_counter()
     options, say = options or MapOptions(), progress or (lambda _line: None)
-    day, area = as_date(date), parse_bbox(bbox)
+    day, area = as_date(date), as_bbox(bbox)
     store = _open_store(out, grid)
     tiles = store.grid.tiles_for_bbox(area)
     report = MapReport(day, str(out), [t.id for t in tiles])
@@ -411,7 +411,7 @@ def plan_map(
     PlanSummary
     """
     options, say = options or MapOptions(), progress or (lambda _line: None)
-    day, area = as_date(date), parse_bbox(bbox)
+    day, area = as_date(date), as_bbox(bbox)
     store = LaiStore.open(out) if out is not None and _exists(out) else None
     the_grid = store.grid if store is not None else grid or get_grid(DEFAULT_GRID)
     tiles = the_grid.tiles_for_bbox(area)

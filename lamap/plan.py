@@ -49,7 +49,7 @@ from typing import Any, Literal, TypeVar, cast
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from lamap._dates import as_date
+from lamap._inputs import as_date
 from lamap.catalog import FootprintLike, S1Scene, S2Scene, as_geometry
 from lamap.errors import InputError, NoInputError
 

@@ -15,17 +15,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyproj import CRS
 
+from lamap._inputs import BBox, as_bbox
 from lamap.errors import GridError, InputError
 from lamap.grid import (
     EUROPE,
     GRIDS,
-    BBox,
     Grid,
     Tile,
     Window,
     get_grid,
     normalise_crs,
-    parse_bbox,
     resolve_grid,
 )
 
@@ -386,14 +385,14 @@ def test_pickle_and_hash() -> None:
     assert len({tile, EUROPE.get_tile(100, 200)}) == 1
 
 
-def test_parse_bbox_accepts_strings_and_sequences() -> None:
+def test_as_bbox_accepts_strings_and_sequences() -> None:
     expected = BBox(5.9, 47.3, 10.5, 55.1)
-    assert parse_bbox("5.9,47.3,10.5,55.1") == expected
-    assert parse_bbox(" 5.9, 47.3 ,10.5 55.1 ") == expected
-    assert parse_bbox([5.9, 47.3, 10.5, 55.1]) == expected
-    assert parse_bbox(np.array([5.9, 47.3, 10.5, 55.1])) == expected
-    assert parse_bbox(expected) is expected
-    assert parse_bbox(str(expected)) == expected
+    assert as_bbox("5.9,47.3,10.5,55.1") == expected
+    assert as_bbox(" 5.9, 47.3 ,10.5 55.1 ") == expected
+    assert as_bbox([5.9, 47.3, 10.5, 55.1]) == expected
+    assert as_bbox(np.array([5.9, 47.3, 10.5, 55.1])) == expected
+    assert as_bbox(expected) is expected
+    assert as_bbox(str(expected)) == expected
     assert expected.to_tuple() == (5.9, 47.3, 10.5, 55.1)
 
 
@@ -422,7 +421,7 @@ def test_parse_bbox_accepts_strings_and_sequences() -> None:
 )
 def test_bbox_errors(value: object, message: str) -> None:
     with pytest.raises(GridError, match=message) as info:
-        parse_bbox(value)  # type: ignore[arg-type]
+        as_bbox(value)  # type: ignore[arg-type]
     assert isinstance(info.value, InputError)
     assert "W,S,E,N" in str(info.value)
 

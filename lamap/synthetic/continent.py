@@ -46,7 +46,7 @@ from shapely.geometry import Polygon, box
 from shapely.geometry.base import BaseGeometry
 from shapely.geometry.polygon import orient
 
-from lamap._dates import as_date
+from lamap._inputs import as_date
 from lamap.catalog import BBox, SearchResult, as_geometry, open_catalog, parse_items
 from lamap.errors import InputError
 from lamap.synthetic.solar import sun_position

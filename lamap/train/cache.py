@@ -105,12 +105,12 @@ import zarr
 from tqdm import tqdm
 
 from lamap import __version__
-from lamap._dates import as_date
+from lamap._inputs import BBox, BBoxLike, as_bbox, as_date
 from lamap.catalog import CatalogProfile, S2Scene, SearchResult, open_catalog, search
 from lamap.cube import CubeWindow, s2_cube, tile_cubes
 from lamap.errors import InputError, NoInputError
 from lamap.features import DEFAULT_SPEC, FeatureSpec, build_features, s2_lai, season
-from lamap.grid import BBox, BBoxLike, Grid, Window, parse_bbox
+from lamap.grid import Grid, Window
 from lamap.plan import (
     DEFAULT_LOOKBACK_DAYS,
     DEFAULT_MIN_COVERAGE,
@@ -318,7 +318,7 @@ def _request(catalog: str, bbox: BBoxLike, start: dt.date | str, end: dt.date | 
     if last < first:
         raise InputError(f"end {last} is before start {first}: give --start <= --end")
     ids, world = _catalog_id(str(catalog))
-    return _Request(str(catalog), ids, parse_bbox(bbox), first, last, check_patch(patch), spec,
+    return _Request(str(catalog), ids, as_bbox(bbox), first, last, check_patch(patch), spec,
                     options, world)
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lamap._inputs import BBoxLike, as_bbox
 from lamap.errors import InputError
-from lamap.grid import BBoxLike, parse_bbox
 
 __all__ = ["TrainRun", "evaluate_checkpoint", "train_from_catalog"]
 
@@ -108,7 +108,7 @@ def train_from_catalog(
     from lamap.train.loop import TrainConfig, train
 
     bbox, start, end = _world_defaults(catalog, bbox, start, end)
-    area = parse_bbox(bbox)
+    area = as_bbox(bbox)
     out_path = Path(out)
     cache_path = Path(cache_dir) if cache_dir else out_path.with_suffix(".cache")
     cache = build_cache(

@@ -33,10 +33,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from lamap._dates import as_date
+from lamap._inputs import BBoxLike, as_bbox, as_date
 from lamap.catalog import S2Scene, SearchResult
 from lamap.errors import InputError
-from lamap.grid import BBoxLike, CRSLike, Grid, Window, parse_bbox
+from lamap.grid import CRSLike, Grid, Window
 from lamap.plan import (
     DEFAULT_LOOKBACK_DAYS,
     DEFAULT_MIN_COVERAGE,
@@ -137,7 +137,7 @@ def find_samples(
         raise InputError(f"end {last} is before start {first}: give --start <= --end")
     if not 0.0 <= min_valid <= 1.0:
         raise InputError(f"min_valid must be in [0, 1], got {min_valid}")
-    area = parse_bbox(bbox).to_tuple()
+    area = as_bbox(bbox).to_tuple()
     scenes = {s.id: s for s in result.s2}
     samples = []
     for day in s2_days(result.s2, area):
