@@ -79,11 +79,10 @@ def serve(
 
     Example: lamap serve demo-world
     """
-    from lamap.stac_server import StacServer
-    from lamap.synthetic.world import load_world
+    from lamap.catalog.local import load_world, world_server
 
     loaded = load_world(world)
-    with StacServer(collections=loaded.collection_paths, items=loaded.item_paths) as server:
+    with world_server(loaded) as server:
         typer.echo(f"STAC API for {loaded.root} at {server.url} (Ctrl-C to stop)")
         try:
             while True:

@@ -23,8 +23,8 @@ from lamap._peaks import peaks
 from lamap.blocks import BlockJob, block_windows
 from lamap.features import FeatureSpec
 from lamap.grid import Grid, Tile, get_grid
-from lamap.plan import TimeSteps, search_window
 from lamap.tileplan import SceneIndex, TilePlan, iter_plans
+from lamap.timesteps import TimeSteps, search_window
 
 __all__ = ["PlanRow", "plan_table", "run_plan_bench"]
 
@@ -134,7 +134,7 @@ def run_plan_bench(
         ``catalog`` (items, seconds to generate and to index), ``rows`` (PlanRow per count)
         and, with ``whole``, ``whole`` (tiles, with input, seconds).
     """
-    from lamap.synthetic.continent import EEA39_BBOX, continental_result
+    from lamap.catalog.local import EEA39_BBOX, continental_result
 
     say = progress or (lambda _line: None)
     grid = get_grid("europe")

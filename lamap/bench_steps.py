@@ -14,13 +14,13 @@ import numpy as np
 
 from lamap.blocks import BlockJob, block_windows
 from lamap.catalog import SearchResult, open_catalog, search
+from lamap.catalog.local import World
 from lamap.cluster import ClusterSpec
 from lamap.features import FeatureSpec
 from lamap.grid import Grid, Tile
 from lamap.infer import ModelRef
-from lamap.plan import TimeSteps, search_window
-from lamap.synthetic.world import World
 from lamap.tileplan import SceneIndex, TilePlan, plan_tile
+from lamap.timesteps import TimeSteps, search_window
 
 __all__ = [
     "BenchSetup",
@@ -49,13 +49,9 @@ class BenchSetup:
     @cached_property
     def result(self) -> SearchResult:
         """Search the world's catalog once through its local STAC API, as a map does."""
-        from lamap.stac_server import StacServer
-
         start, end = search_window([self.date])
-        profile = open_catalog(str(self.world.root))
-        with StacServer(self.world.item_paths,
-                        collections=self.world.collection_paths) as server:  # fmt: skip
-            return search(profile.with_url(server.url), self.world.bbox, start, end)
+        with open_catalog(self.world.root) as profile:
+            return search(profile, self.world.bbox, start, end)
 
     def plans(self) -> list[TilePlan]:
         """Return the tiles' plans; every bench tile must have input."""

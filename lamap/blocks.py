@@ -38,8 +38,8 @@ from lamap.errors import InputError
 from lamap.features import FeatureSpec, build_features
 from lamap.grid import Grid, Window
 from lamap.infer import ModelRef, infer_block
-from lamap.plan import TimeSteps
 from lamap.store import Source
+from lamap.timesteps import TimeSteps
 
 __all__ = [
     "BlockInputs",

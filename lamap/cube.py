@@ -33,7 +33,7 @@ from stackstac.rio_reader import DEFAULT_GDAL_ENV, AutoParallelRioReader
 from lamap.catalog import S1Scene, S2Scene
 from lamap.errors import InputError, NoInputError
 from lamap.grid import Grid, Tile, Window
-from lamap.plan import S1Pass, S2Day, TimeSteps, select_scenes
+from lamap.timesteps import S1Pass, S2Day, TimeSteps, select_scenes
 
 __all__ = [
     "CubeWindow",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "CatalogError",
+    "CatalogWarning",
     "GridError",
     "InputError",
     "LamapError",
@@ -38,6 +39,10 @@ class NoInputError(LamapError):
 
 class LamapWarning(UserWarning):
     """Base class for warnings emitted by lamap."""
+
+
+class CatalogWarning(LamapWarning):
+    """A catalog returned items that lamap cannot use and skipped."""
 
 
 class TileError(LamapError):

@@ -19,8 +19,7 @@ import datetime as dt
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,16 +36,16 @@ from lamap.errors import InputError, LamapWarning
 from lamap.features import FeatureSpec, build_features
 from lamap.grid import DEFAULT_GRID, Grid, Tile, Window, get_grid
 from lamap.infer import DEFAULT_BATCH, PRECISIONS, ModelRef, predict
-from lamap.plan import (
+from lamap.runner import DEFAULT_RETRIES, RunContext, run_tiles
+from lamap.store import LaiStore, Source
+from lamap.tileplan import PlanOptions, PlanSummary, SceneIndex, iter_plans
+from lamap.timesteps import (
     DEFAULT_LOOKBACK_DAYS,
     DEFAULT_MIN_COVERAGE,
     DEFAULT_S1_TOLERANCE_DAYS,
     TimeSteps,
     search_window,
 )
-from lamap.runner import DEFAULT_RETRIES, RunContext, run_tiles
-from lamap.store import LaiStore, Source
-from lamap.tileplan import PlanOptions, PlanSummary, SceneIndex, iter_plans
 
 __all__ = [
     "MapOptions",
@@ -69,7 +68,7 @@ class MapOptions:
     Parameters
     ----------
     lookback_days, s1_tolerance_days, min_coverage
-        Time-step planning (see :func:`lamap.plan.plan_time_steps`).
+        Time-step planning (see :func:`lamap.timesteps.plan_time_steps`).
     halo : int, optional
         Pixels read around each block for the network's context; default: the model's
         receptive field rounded up to a multiple of its down-sampling factor (44 px for
@@ -159,19 +158,10 @@ class MapReport:
     tasks: int = 0
 
 
-@contextmanager
-def _catalog(source: str) -> Iterator[CatalogProfile]:
-    """Open a catalog; a local world is served through a STAC API on 127.0.0.1."""
-    profile = open_catalog(source)
-    if profile.url is not None:
-        yield profile
-        return
-    from lamap.stac_server import StacServer
-    from lamap.synthetic.world import load_world
-
-    world = load_world(source)
-    with StacServer(world.item_paths, collections=world.collection_paths) as server:
-        yield profile.with_url(server.url)
+# kept for lamap.train.cache until it moves to lamap.catalog.local
+def _catalog(source: str) -> CatalogProfile:
+    """Return the catalog's profile; ``with`` it to serve a local world on 127.0.0.1."""
+    return open_catalog(source)
 
 
 def _search(
@@ -180,7 +170,7 @@ def _search(
     start, end = search_window(
         [date], lookback_days=options.lookback_days, s1_tolerance_days=options.s1_tolerance_days
     )
-    with _catalog(source) as profile:
+    with open_catalog(source) as profile:
         return profile, search(profile, _envelope(tiles), start, end)
 
 

@@ -31,7 +31,7 @@ from lamap.cube import SNAP_BANDS
 from lamap.errors import NoInputError
 from lamap.features import FeatureSpec, features_from_arrays, to_tensors
 from lamap.grid import Grid, Window
-from lamap.plan import S1Pass, S2Day, TimeSteps
+from lamap.timesteps import S1Pass, S2Day, TimeSteps
 
 __all__ = ["PeerResult", "naive_map"]
 
@@ -237,7 +237,7 @@ def naive_map(
     Parameters
     ----------
     steps : TimeSteps
-        The planner's choice (:func:`lamap.plan.plan_time_steps`) for the window's tile.
+        The planner's choice (:func:`lamap.timesteps.plan_time_steps`) for the window's tile.
     s2, s1 : sequence of S2Scene, S1Scene
         Normalised scenes (:func:`lamap.catalog.search`) holding the planned items.
     grid : Grid

@@ -35,9 +35,9 @@ from lamap.errors import TileError
 from lamap.features import FeatureSpec
 from lamap.grid import Window
 from lamap.infer import ModelRef
-from lamap.plan import TimeSteps
 from lamap.store import BlockWriter, LaiStore
 from lamap.tileplan import TilePlan
+from lamap.timesteps import TimeSteps
 
 __all__ = ["RunContext", "RunOutcome", "run_tiles", "submit_tile"]
 

@@ -23,7 +23,7 @@ import shapely
 
 from lamap.catalog import S1Scene, S2Scene, SearchResult, as_geometry
 from lamap.grid import Tile
-from lamap.plan import (
+from lamap.timesteps import (
     DEFAULT_LOOKBACK_DAYS,
     DEFAULT_MIN_COVERAGE,
     DEFAULT_S1_TOLERANCE_DAYS,
@@ -37,7 +37,7 @@ __all__ = ["PlanOptions", "PlanSummary", "SceneIndex", "TilePlan", "iter_plans",
 
 @dataclass(frozen=True)
 class PlanOptions:
-    """The planner's options (see :func:`lamap.plan.plan_time_steps`)."""
+    """The planner's options (see :func:`lamap.timesteps.plan_time_steps`)."""
 
     lookback_days: int = DEFAULT_LOOKBACK_DAYS
     s1_tolerance_days: int = DEFAULT_S1_TOLERANCE_DAYS

@@ -32,7 +32,7 @@ def tiny_world(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unt
 @pytest.fixture(scope="session")
 def tiny_api(tiny_world):  # type: ignore[no-untyped-def]
     """The tiny world's STAC API on 127.0.0.1 (rustac serve), for the whole session."""
-    from lamap.stac_server import StacServer
+    from lamap.catalog.server import StacServer
 
     with StacServer(tiny_world.item_paths, collections=tiny_world.collection_paths) as server:
         yield server

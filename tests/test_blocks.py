@@ -15,9 +15,9 @@ from lamap.grid import Grid, get_grid
 from lamap.infer import ModelRef
 from lamap.mapping import MapOptions, plan_map, tile_arrays
 from lamap.model import load_checkpoint, recommended_halo
-from lamap.plan import TimeSteps, plan_time_steps, search_window
 from lamap.synthetic.world import World
 from lamap.tileplan import SceneIndex, iter_plans, plan_tile
+from lamap.timesteps import TimeSteps, plan_time_steps, search_window
 
 DATE = dt.date(2024, 4, 28)
 

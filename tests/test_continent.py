@@ -12,7 +12,6 @@ import shapely
 
 from lamap.catalog import S1Scene, S2Scene, SearchResult, open_catalog, parse_items
 from lamap.errors import InputError
-from lamap.plan import TimeSteps, plan_time_steps, s1_passes, s2_days
 from lamap.synthetic.continent import (
     EEA39_BBOX,
     FAKE_BASE_URL,
@@ -21,6 +20,7 @@ from lamap.synthetic.continent import (
     count_items,
     iter_continental_items,
 )
+from lamap.timesteps import TimeSteps, plan_time_steps, s1_passes, s2_days
 
 AREA = (8.0, 49.0, 11.0, 51.0)  # around Frankfurt
 POINT = (9.5, 50.0, 9.5, 50.0)

@@ -35,8 +35,8 @@ from lamap.cube import (
 )
 from lamap.features import build_features
 from lamap.grid import Grid, get_grid
-from lamap.plan import TimeSteps, plan_time_steps, s2_days
 from lamap.synthetic.world import World
+from lamap.timesteps import TimeSteps, plan_time_steps, s2_days
 from tests._dask import raise_if_dask_computes
 from tests.conftest import FIXTURES
 
@@ -114,7 +114,7 @@ def test_earth_search_duplicates_and_offsets() -> None:
 def test_pc_rtc_cube_geometry() -> None:
     _, s1, _, _ = parse_items(_features("pc-sentinel-1-rtc-2024-04-19.json"), PLANETARY_COMPUTER)
     assert all(len(s.transform) == 6 for s in s1)
-    from lamap.plan import s1_passes
+    from lamap.timesteps import s1_passes
 
     bbox = (15.0, 30.2, 15.05, 30.25)
     passes = s1_passes(s1, bbox)

@@ -35,7 +35,7 @@ from lamap.features import (
 )
 from lamap.grid import Grid, Window
 from lamap.lai import SNAP_BANDS, snap_lai
-from lamap.plan import S1Pass, S2Day, TimeSteps
+from lamap.timesteps import S1Pass, S2Day, TimeSteps
 from tests._dask import raise_if_dask_computes
 
 DATE = dt.date(2024, 6, 15)

@@ -16,8 +16,8 @@ from lamap.cluster import ClusterSpec
 from lamap.cube import CubeWindow, scl_cube
 from lamap.mapping import map_lai
 from lamap.model import file_sha256
-from lamap.plan import s2_days
 from lamap.synthetic.world import World
+from lamap.timesteps import s2_days
 
 DATE = dt.date(2024, 4, 28)  # an S2 day: observed LAI where clear
 

@@ -15,8 +15,8 @@ from lamap.infer import ModelRef
 from lamap.mapping import tile_arrays
 from lamap.model import load_checkpoint, recommended_halo
 from lamap.peer import PeerResult, naive_map
-from lamap.plan import TimeSteps, plan_time_steps, search_window
 from lamap.store import Source
+from lamap.timesteps import TimeSteps, plan_time_steps, search_window
 
 DATE = dt.date(2024, 4, 28)  # an S2 day: observed LAI where clear
 

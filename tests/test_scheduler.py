@@ -33,9 +33,9 @@ from lamap.infer import ModelRef
 from lamap.mapping import MapReport, tile_arrays
 from lamap.mapping import map_lai as run_map
 from lamap.model import ModelConfig, recommended_halo
-from lamap.plan import TimeSteps, plan_time_steps, search_window
 from lamap.store import LaiStore
 from lamap.synthetic.world import World
+from lamap.timesteps import TimeSteps, plan_time_steps, search_window
 
 DATE = dt.date(2024, 4, 28)
 DASK = Path(sys.executable).with_name("dask")

@@ -1,4 +1,4 @@
-"""Tests of lamap.stac_server: a real ``rustac serve`` STAC API on 127.0.0.1.
+"""Tests of lamap.catalog.server: a real ``rustac serve`` STAC API on 127.0.0.1.
 
 Searches go through pystac-client exactly as against Planetary Computer or Earth Search,
 over real item fixtures, and must return what :func:`lamap._stac.filter_items` selects.
@@ -22,10 +22,10 @@ import pytest
 from pystac_client import Client
 from pystac_client.conformance import ConformanceClasses
 
-import lamap.stac_server as stac_server
+import lamap.catalog.server as stac_server
 from lamap._stac import filter_items, parse_stac_datetime
+from lamap.catalog.server import StacServer, find_rustac, serve_directory
 from lamap.errors import CatalogError, InputError
-from lamap.stac_server import StacServer, find_rustac, serve_directory
 from tests.conftest import FIXTURES
 
 

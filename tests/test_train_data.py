@@ -19,8 +19,8 @@ from lamap.cube import CubeWindow, scl_cube, tile_cubes
 from lamap.errors import InputError
 from lamap.features import DEFAULT_SPEC, build_features, to_tensors
 from lamap.grid import Grid, Window
-from lamap.plan import TimeSteps, search_window
 from lamap.synthetic.world import World
+from lamap.timesteps import TimeSteps, search_window
 from lamap.train import cache as cache_mod
 from lamap.train.cache import Cache, CacheOptions, build_cache, open_cache, truth_offset
 from lamap.train.data import SPATIAL, PatchDataset, augment_arrays

@@ -111,7 +111,7 @@ from lamap.cube import CubeWindow, s2_cube, tile_cubes
 from lamap.errors import InputError, NoInputError
 from lamap.features import DEFAULT_SPEC, FeatureSpec, build_features, s2_lai, season
 from lamap.grid import Grid, Window
-from lamap.plan import (
+from lamap.timesteps import (
     DEFAULT_LOOKBACK_DAYS,
     DEFAULT_MIN_COVERAGE,
     DEFAULT_S1_TOLERANCE_DAYS,

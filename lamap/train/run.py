@@ -28,7 +28,7 @@ class TrainRun:
 
 
 def _is_world(catalog: str) -> bool:
-    """Tell whether ``--catalog`` is a demo world, by the catalog module's own rule."""
+    """Tell whether ``--catalog`` is a demo world, by the catalog package's own rule."""
     from lamap.catalog import open_catalog
 
     return open_catalog(catalog).local_world is not None
@@ -44,13 +44,13 @@ def _world_defaults(
         raise InputError(
             "--bbox, --start and --end are required unless --catalog is a demo world directory"
         )
-    from lamap.synthetic.world import load_world
+    from lamap.catalog.local import world_defaults
 
-    world = load_world(catalog)
+    world_bbox, first, last = world_defaults(catalog)
     return (
-        bbox if bbox is not None else world.bbox,
-        start if start is not None else world.s2_dates[0],
-        end if end is not None else world.s2_dates[-1],
+        bbox if bbox is not None else world_bbox,
+        start if start is not None else first,
+        end if end is not None else last,
     )
 
 

@@ -37,7 +37,7 @@ from lamap._inputs import BBoxLike, as_bbox, as_date
 from lamap.catalog import S2Scene, SearchResult
 from lamap.errors import InputError
 from lamap.grid import CRSLike, Grid, Window
-from lamap.plan import (
+from lamap.timesteps import (
     DEFAULT_LOOKBACK_DAYS,
     DEFAULT_MIN_COVERAGE,
     DEFAULT_S1_TOLERANCE_DAYS,

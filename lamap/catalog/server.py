@@ -1,7 +1,8 @@
 """A real STAC API on 127.0.0.1: ``rustac serve`` over local collection and item files.
 
 lamap's tests, demo and benchmarks have no internet, so they query this server with
-pystac-client exactly as they would query Planetary Computer or Earth Search.
+pystac-client exactly as they would query Planetary Computer or Earth Search. A demo world is
+served through :mod:`lamap.catalog.local` (``with open_catalog(world_dir) as profile:``).
 
 Examples
 --------

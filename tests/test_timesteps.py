@@ -1,4 +1,4 @@
-"""Tests for lamap.plan on real Sentinel-2 items and Sentinel-1 passes built from a real item."""
+"""Tests for lamap.timesteps on real Sentinel-2 items and Sentinel-1 passes made from a real one."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from lamap.catalog import PLANETARY_COMPUTER, S1Scene, S2Scene, parse_items
 from lamap.errors import InputError, NoInputError
-from lamap.plan import (
+from lamap.timesteps import (
     DEFAULT_LOOKBACK_DAYS,
     DEFAULT_S1_TOLERANCE_DAYS,
     NoInput,
