@@ -13,7 +13,7 @@ import xarray as xr
 from PIL import Image
 from rio_cogeo.cogeo import cog_validate
 
-from cli.main import main as cli
+from lamap.cli.main import main as cli
 from lamap.cluster import ClusterSpec
 from lamap.export import LEGEND_MIN_HEIGHT, LEGEND_WIDTH, export_cog, info, quicklook
 from lamap.grid import Grid, Window

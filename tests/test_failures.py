@@ -104,7 +104,7 @@ def test_cli_lists_failed_tiles_and_exits_non_zero(
 ) -> None:  # type: ignore[no-untyped-def]
     from typer.testing import CliRunner as TyperRunner
 
-    from cli.main import app
+    from lamap.cli.main import app
 
     grid_json = tmp_path / "grid.json"
     grid_json.write_text(json.dumps(small_grid.to_dict()))

@@ -152,7 +152,7 @@ def test_cli_map_reports_a_bad_bbox(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "cli.main",
+            "lamap.cli.main",
             "map",
             "--bbox",
             "6,48,5,49",

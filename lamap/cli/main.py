@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from cli.types import parse_date, parse_device, parse_size
+from lamap.cli.types import parse_date, parse_device, parse_size
 from lamap.errors import LamapError
 
 __all__ = ["app", "main"]
