@@ -121,14 +121,21 @@ def transform_bounds(source: str, target: str, bounds: Sequence[float]) -> Bound
         If PROJ cannot transform them, or part of them lies where the projection is undefined.
     """
     left, bottom, right, top = bounds
-    where = f"bounds {tuple(bounds)} cannot be transformed from {crs_label(source)} to "
     try:
         transformer = CRS(source).transformer(target)
         result = transformer.transform_bounds(left, bottom, right, top, densify_pts=_DENSIFY)
     except ProjError as err:
-        raise GridError(f"{where}{crs_label(target)} ({err})") from None
+        raise GridError(f"{_cannot(source, target, bounds)} ({err})") from None
     if not all(math.isfinite(value) for value in result):
         raise GridError(
-            f"{where}{crs_label(target)}: part of them lies where that projection is undefined"
+            f"{_cannot(source, target, bounds)}: part of them lies where that projection is "
+            "undefined"
         )
     return (float(result[0]), float(result[1]), float(result[2]), float(result[3]))
+
+
+def _cannot(source: str, target: str, bounds: Sequence[float]) -> str:
+    return (
+        f"bounds {tuple(bounds)} cannot be transformed from {crs_label(source)} to "
+        f"{crs_label(target)}"
+    )
