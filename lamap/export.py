@@ -42,6 +42,7 @@ __all__ = [
     "StoreLike",
     "export_cog",
     "info",
+    "open_store",
     "quicklook",
     "read_lai",
 ]
@@ -127,6 +128,35 @@ def _written_window(store: LaiStore, day: dt.date) -> Window:
         min(w.col_start for w in windows),
         max(w.col_stop for w in windows),
     )
+
+
+def open_store(store: StoreLike, **kwargs: Any) -> xr.Dataset:
+    """Open a lamap store as a lazy :class:`xarray.Dataset` with its CRS set.
+
+    The same as ``xr.open_zarr(path)``, plus the grid's CRS on every variable
+    (``ds.rio.crs``, a ``spatial_ref`` coordinate) so rioxarray, odc-geo and GDAL-minded
+    tools see the georeferencing at once.
+
+    Parameters
+    ----------
+    store : str, path-like or LaiStore
+        The store's path or fsspec URL.
+    **kwargs
+        Passed to :func:`xarray.open_zarr` (``chunks``...).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``lai`` and ``source`` over ``(time, y, x)``, lazy (dask).
+
+    Raises
+    ------
+    StoreError
+        If there is no lamap store at ``store``.
+    """
+    opened = _as_store(store)
+    ds = opened.dataset(**kwargs).rio.write_crs(opened.grid.crs)
+    return ds.rio.set_spatial_dims(x_dim="x", y_dim="y")
 
 
 def read_lai(store: StoreLike, date: DateLike, bbox: BBoxLike | None = None) -> xr.DataArray:

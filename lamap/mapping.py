@@ -34,7 +34,7 @@ from lamap.cluster import ClusterSpec, dashboard_link, get_client
 from lamap.cube import CubeWindow, tile_cubes
 from lamap.errors import InputError, LamapWarning
 from lamap.features import FeatureSpec, build_features
-from lamap.grid import DEFAULT_GRID, Grid, Tile, Window, get_grid
+from lamap.grid import DEFAULT_GRID, Grid, Tile, Window, get_grid, resolve_grid
 from lamap.infer import DEFAULT_BATCH, PRECISIONS, ModelRef, predict
 from lamap.runner import DEFAULT_RETRIES, RunContext, run_tiles
 from lamap.store import LaiStore, Source
@@ -47,10 +47,15 @@ from lamap.timesteps import (
     search_window,
 )
 
+#: What ``grid=`` accepts: a :class:`Grid`, a preset name or a grid JSON file.
+GridLike = Grid | str | os.PathLike[str]
+
 __all__ = [
     "MapOptions",
     "MapReport",
+    "GridLike",
     "SyntheticModelWarning",
+    "choose_grid",
     "map_lai",
     "plan_map",
     "tile_arrays",
@@ -292,7 +297,9 @@ def map_lai(
     *,
     catalog: str = "planetary-computer",
     model: str | os.PathLike[str] | None = None,
-    grid: Grid | None = None,
+    grid: GridLike | None = None,
+    crs: str | int | None = None,
+    resolution: float | None = None,
     cluster: ClusterSpec | None = None,
     options: MapOptions | None = None,
     progress: Callable[[str], None] | None = None,
@@ -311,8 +318,12 @@ def map_lai(
         A catalog profile name, a STAC API URL or a demo world directory.
     model : path-like, optional
         A checkpoint from ``lamap train``; default: the demo weights shipped with lamap.
-    grid : Grid, optional
-        The output grid of a new store (default ``europe``); an existing store keeps its own.
+    grid : Grid, str or path-like, optional
+        The output grid of a new store: a :class:`Grid`, a preset name (``europe``,
+        ``utm32n``) or a grid JSON file (default ``europe``); an existing store keeps its own.
+    crs, resolution : optional
+        A custom grid over a CRS's area of use, or another pixel size, as ``--crs`` and
+        ``--resolution`` of ``lamap map`` (:func:`lamap.grid.resolve_grid`).
     cluster : ClusterSpec, optional
         Which Dask cluster to use (default: a local cluster of worker processes).
     options : MapOptions, optional
@@ -332,7 +343,7 @@ def map_lai(
     started = time.perf_counter()
     options, say = options or MapOptions(), progress or (lambda _line: None)
     day, area = as_date(date), as_bbox(bbox)
-    store = _open_store(out, grid)
+    store = _open_store(out, choose_grid(grid, crs, resolution))
     tiles = store.grid.tiles_for_bbox(area)
     report = MapReport(day, str(out), [t.id for t in tiles])
     todo = _todo(store, day, tiles, report, say)
@@ -380,7 +391,9 @@ def plan_map(
     out: str | os.PathLike[str] | None = None,
     *,
     catalog: str = "planetary-computer",
-    grid: Grid | None = None,
+    grid: GridLike | None = None,
+    crs: str | int | None = None,
+    resolution: float | None = None,
     options: MapOptions | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> PlanSummary:
@@ -403,7 +416,8 @@ def plan_map(
     options, say = options or MapOptions(), progress or (lambda _line: None)
     day, area = as_date(date), as_bbox(bbox)
     store = LaiStore.open(out) if out is not None and _exists(out) else None
-    the_grid = store.grid if store is not None else grid or get_grid(DEFAULT_GRID)
+    chosen = choose_grid(grid, crs, resolution)
+    the_grid = store.grid if store is not None else chosen or get_grid(DEFAULT_GRID)
     tiles = the_grid.tiles_for_bbox(area)
     done = _done(store, day) if store is not None else set()
     todo = [t for t in tiles if t.id not in done]
@@ -419,6 +433,32 @@ def plan_map(
             say(f"planned {count}/{len(todo)} tiles")
     summary.scenes, summary.seconds = len(index), time.perf_counter() - started
     return summary
+
+
+def choose_grid(
+    grid: GridLike | None, crs: str | int | None = None, resolution: float | None = None
+) -> Grid | None:
+    """Return the grid a user asked for (``None``: the default, or an existing store's).
+
+    Parameters
+    ----------
+    grid : Grid, str or path-like, optional
+        A grid, a preset name or a grid JSON file.
+    crs, resolution : optional
+        As ``--crs`` and ``--resolution`` of ``lamap map``.
+
+    Returns
+    -------
+    Grid or None
+    """
+    if isinstance(grid, Grid):
+        if crs is not None or resolution is not None:
+            raise InputError("give a Grid or crs/resolution, not both: a Grid fixes both")
+        return grid
+    if grid is None and crs is None and resolution is None:
+        return None
+    name = None if grid is None else os.fspath(grid)
+    return resolve_grid(grid=name, crs=crs, resolution=resolution)
 
 
 def _todo(

@@ -145,3 +145,14 @@ def test_cli(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     printed = capsys.readouterr().out
     assert f"written to {out}" in printed and "cli.png" in printed and "EPSG:3035" in printed
     assert out.exists() and cog_validate(str(out))[0]
+
+
+def test_open_store_is_open_zarr_with_the_crs(store: Path, grid: Grid) -> None:
+    import lamap
+
+    ds = lamap.open_store(store)
+    plain = xr.open_zarr(store)
+    assert ds.rio.crs == rasterio.crs.CRS.from_user_input(grid.crs)
+    assert ds.lai.rio.crs == ds.rio.crs and ds.rio.transform() == grid.transform
+    day = ds.lai.sel(time=np.datetime64(DATE)).isel(y=slice(0, 64), x=slice(0, 64))
+    np.testing.assert_array_equal(day.values, plain.lai.sel(time=np.datetime64(DATE))[:64, :64])

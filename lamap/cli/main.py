@@ -140,12 +140,9 @@ def map_(
     --date 2024-05-20 --out lai.zarr
     """
     from lamap.cluster import ClusterSpec
-    from lamap.grid import resolve_grid
-    from lamap.mapping import MapOptions, map_lai, plan_map
+    from lamap.mapping import MapOptions, choose_grid, map_lai, plan_map
 
-    chosen = None
-    if grid or crs or resolution:
-        chosen = resolve_grid(grid=grid, crs=crs, resolution=resolution)
+    chosen = choose_grid(grid, crs, resolution)
     if dry_run:
         summary = plan_map(
             bbox, date, out, catalog=catalog, grid=chosen,
