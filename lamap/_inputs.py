@@ -23,7 +23,7 @@ __all__ = ["BBox", "BBoxLike", "DateLike", "as_bbox", "as_date", "is_real"]
 #: Anything :func:`as_bbox` accepts: ``"W,S,E,N"``, four numbers, or a :class:`BBox`.
 BBoxLike: TypeAlias = "str | Sequence[float] | np.ndarray | BBox"
 #: Anything :func:`as_date` accepts.
-DateLike: TypeAlias = "dt.date | dt.datetime | str"
+DateLike: TypeAlias = "dt.date | dt.datetime | np.datetime64 | str"
 
 _BBOX_EXAMPLE = "'5.9,47.3,10.5,55.1'"
 
@@ -38,7 +38,9 @@ def _fmt(value: float) -> str:
 
 
 def as_date(value: DateLike, what: str = "date") -> dt.date:
-    """Return ``value`` as a date: a date, a datetime (its UTC day) or ``YYYY-MM-DD``.
+    """Return ``value`` as a date.
+
+    Accepted: a date, a datetime (its UTC day), a NumPy datetime64, or ``YYYY-MM-DD``.
 
     Raises
     ------
@@ -49,6 +51,10 @@ def as_date(value: DateLike, what: str = "date") -> dt.date:
         return value.astimezone(dt.UTC).date() if value.tzinfo else value.date()
     if isinstance(value, dt.date):
         return value
+    if isinstance(value, np.datetime64):
+        if np.isnat(value):
+            raise InputError(f"{what} is NaT (not a time); give a date as YYYY-MM-DD")
+        return value.astype("datetime64[D]").astype(dt.date)  # type: ignore[no-any-return]
     try:
         return dt.date.fromisoformat(str(value))
     except ValueError:
