@@ -70,8 +70,8 @@ from lamap.train.baselines import (
     regression_predictions,
     temporal_baselines,
 )
-from lamap.train.cache import SPLIT_NAMES, STORE_NAME, open_cache
 from lamap.train.metrics import ErrorSums, score
+from lamap.train.patches import SPLIT_NAMES, STORE_NAME, open_cache
 from lamap.train.report import METHODS, SCORINGS, TRUTH_REFERENCES, EvalResult, Score
 
 __all__ = [
