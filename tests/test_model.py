@@ -252,6 +252,19 @@ def test_outputs_ignore_pixels_beyond_radius(tiny: FusedLAINet) -> None:
 # --------------------------------------------------------------------------- checkpoints
 
 
+def test_shipped_demo_checkpoint_loads_with_its_state_dict_keys() -> None:
+    from lamap.weights import demo_weights
+
+    path = demo_weights()
+    if path is None:
+        pytest.skip("lamap/data/demo_model.pt is not installed")
+    raw = torch.load(path, weights_only=True)
+    loaded = load_checkpoint(path)
+    state = loaded.model.state_dict()
+    assert list(raw["state_dict"]) == list(FusedLAINet(loaded.config).state_dict()) == list(state)
+    assert all(torch.equal(raw["state_dict"][k], v) for k, v in state.items())
+
+
 def test_checkpoint_round_trip(tmp_path: Path, tiny: FusedLAINet) -> None:
     path = tmp_path / "model.pt"
     training = {"epochs": 3, "rmse": np.float64(0.1), "splits": ("clear", "cloudy")}

@@ -24,7 +24,9 @@ from lamap.timesteps import TimeSteps, search_window
 from lamap.train import cache as cache_mod
 from lamap.train.cache import Cache, CacheOptions, build_cache, open_cache, truth_offset
 from lamap.train.data import SPATIAL, PatchDataset, augment_arrays
+from lamap.train.patches import RowWriter
 from lamap.train.sample import assign_splits, find_samples, patch_windows, training_grid
+from lamap.train.truth import WorldTruth
 from tests._dask import raise_if_dask_computes
 
 P = 64
@@ -326,7 +328,7 @@ def test_truth_outside_the_world_is_padded_and_misalignment_refused(tiny_world: 
     layer = xr.Dataset({name: (("time", "y", "x"), np.ones((1, 4, 4), dtype))
                         for name, dtype in (("lai", "f4"), ("lai_snap", "f4"), ("cloud", "u1"))},
                        coords={"time": [np.datetime64("2024-04-18", "ns")]}).chunk()
-    cut = cache_mod._Truth(layer, (-1, 2), None).patch(dt.date(2024, 4, 18), Window(0, 4, 0, 4))
+    cut = WorldTruth(layer, (-1, 2), None).patch(dt.date(2024, 4, 18), Window(0, 4, 0, 4))
     lai, cloud = cut["truth_lai"].compute(), cut["truth_cloud"].compute()
     assert np.isnan(lai[0]).all() and np.isnan(lai[:, 2:]).all() and (lai[1:, :2] == 1).all()
     assert (cloud[0] == 255).all() and (cloud[1:, :2] == 1).all()
@@ -352,14 +354,14 @@ def test_interrupted_build_is_detected_and_resumed(
     bbox = grid.bounds_to_lonlat((xmin + 150, ymin + 150, xmax - 150, ymax - 150))
     assert training_grid(bbox, P, truth_grid=tiny_world.meta["truth_grid"])[1] == Window(
         0, 2 * P, 0, 2 * P)
-    real_append = cache_mod._RowWriter.append
+    real_append = RowWriter.append
 
     def append(writer: Any, rows: Any) -> None:
         real_append(writer, rows)
         if writer.dates:  # rows of the second date are written, the date is not done
             raise RuntimeError("interrupted")
 
-    monkeypatch.setattr(cache_mod._RowWriter, "append", append)
+    monkeypatch.setattr(RowWriter, "append", append)
     with pytest.raises(RuntimeError, match="interrupted"):
         build_cache(str(tiny_world.root), bbox, START, END, tmp_path, patch=P,
                     options=ONE_THREAD, progress=False)
@@ -369,7 +371,7 @@ def test_interrupted_build_is_detected_and_resumed(
     assert cast(zarr.Array, group["s1"]).shape[0] > attrs["progress"]["rows"]
     with pytest.raises(InputError, match="unfinished"):
         open_cache(tmp_path)
-    monkeypatch.setattr(cache_mod._RowWriter, "append", real_append)
+    monkeypatch.setattr(RowWriter, "append", real_append)
     real_row, calls = cache_mod._row, []
 
     def row(*args: Any) -> Any:

@@ -23,8 +23,6 @@ from lamap.train.loop import (
     TrainConfig,
     TrainingError,
     ValMetrics,
-    _is_best,
-    _selected,
     batch_weight,
     init_head_biases,
     milestones,
@@ -33,6 +31,7 @@ from lamap.train.loop import (
     train,
     validate,
 )
+from lamap.train.state import is_best, selected_epoch
 from tests._fake_cache import make_fake_cache
 
 SPEC = FeatureSpec().to_dict()
@@ -300,11 +299,11 @@ def test_checkpoint_epoch_is_the_best_of_the_last_stage() -> None:
         return EpochRecord(stage, epoch, 1, 1e-3, 0.1, val, 1.0)
 
     history = [record("enc1", 1, 0.05), record("fused", 1, 0.2), record("fused", 2, 0.1)]
-    assert _is_best(history, "fused") and _selected(history)["epoch"] == 2  # type: ignore[index]
+    assert is_best(history, "fused") and selected_epoch(history)["epoch"] == 2  # type: ignore[index]
     history.append(record("fused", 3, 0.15))  # worse: the checkpoint stays at epoch 2
-    assert not _is_best(history, "fused")
-    assert _selected(history) == {"stage": "fused", "epoch": 2, "val_rmse": 0.1, "val_r2": 0.9}
+    assert not is_best(history, "fused")
+    assert selected_epoch(history) == {"stage": "fused", "epoch": 2, "val_rmse": 0.1, "val_r2": 0.9}
     history.append(record("fused", 4, 0.1))  # a tie moves to the newer weights
-    assert _is_best(history, "fused") and _selected(history)["epoch"] == 4  # type: ignore[index]
+    assert is_best(history, "fused") and selected_epoch(history)["epoch"] == 4  # type: ignore[index]
     no_val = [record("enc2", 1, None), record("enc2", 2, None)]
-    assert _is_best(no_val, "enc2") and _selected(no_val)["epoch"] == 2  # type: ignore[index]
+    assert is_best(no_val, "enc2") and selected_epoch(no_val)["epoch"] == 2  # type: ignore[index]

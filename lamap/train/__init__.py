@@ -1,10 +1,21 @@
 """Training the fused model on the same cubes that mapping uses.
 
 * :mod:`lamap.train.sample`: which dates make training samples (S2 at t plus two earlier
-  S2 days and S1), and the patch lattice of the training grid;
-* :mod:`lamap.train.cache`: the Zarr training cache of patches (``build_cache``,
-  ``open_cache``) with its splits;
-* :mod:`lamap.train.data`: the PyTorch dataset that streams patches from the cache.
+  S2 days and S1), the patch lattice of the training grid and the splits;
+* :mod:`lamap.train.cache`: building the Zarr training cache of patches (``build_cache``);
+* :mod:`lamap.train.patches`: the cache's format, its rows and reading it (``open_cache``,
+  ``Cache``);
+* :mod:`lamap.train.truth`: a demo world's truth, cut into the cache patch by patch;
+* :mod:`lamap.train.data`: the PyTorch dataset that streams patches from the cache;
+* :mod:`lamap.train.config`: the hyper-parameters of a run (``TrainConfig``);
+* :mod:`lamap.train.state`: what changes while training, and the resumable state file;
+* :mod:`lamap.train.metrics`: the one RMSE and R² accumulator (``ErrorSums``), for
+  validation and evaluation alike;
+* :mod:`lamap.train.loop`: the three-stage recipe (``train``, ``validate``);
+* :mod:`lamap.train.baselines`: persistence, interpolation and pixel-wise regressions;
+* :mod:`lamap.train.evaluate`: the model and the baselines scored split by split
+  (``evaluate``), with results in :mod:`lamap.train.report`;
+* :mod:`lamap.train.run`: ``lamap train`` and ``lamap evaluate`` as short orchestrators.
 
 Nothing heavy is imported here: import the submodules you need.
 """

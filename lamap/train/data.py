@@ -38,7 +38,7 @@ import zarr
 from torch.utils.data import Dataset
 
 from lamap.errors import InputError
-from lamap.train.cache import Cache, open_cache
+from lamap.train.patches import Cache, open_cache
 
 __all__ = ["DEFAULT_MEMORY_LIMIT", "SPATIAL", "PatchDataset", "augment_arrays", "row_bytes"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lamap._inputs import BBoxLike, as_bbox
+from lamap._inputs import BBoxLike, DateLike, as_bbox, as_date
 from lamap.errors import InputError
 
 __all__ = ["TrainRun", "evaluate_checkpoint", "train_from_catalog"]
@@ -57,8 +57,8 @@ def _world_defaults(
 def train_from_catalog(
     catalog: str,
     bbox: BBoxLike | None,
-    start: dt.date | str | None,
-    end: dt.date | str | None,
+    start: DateLike | None,
+    end: DateLike | None,
     out: str | os.PathLike[str],
     *,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -104,18 +104,19 @@ def train_from_catalog(
     """
     from lamap.model import ModelConfig, seeded_model
     from lamap.train.cache import CacheOptions, build_cache
+    from lamap.train.config import TrainConfig
     from lamap.train.data import PatchDataset
-    from lamap.train.loop import TrainConfig, train
+    from lamap.train.loop import train
 
     bbox, start, end = _world_defaults(catalog, bbox, start, end)
-    area = as_bbox(bbox)
+    area, first, last = as_bbox(bbox), as_date(start, "start"), as_date(end, "end")
     out_path = Path(out)
     cache_path = Path(cache_dir) if cache_dir else out_path.with_suffix(".cache")
     cache = build_cache(
         catalog,
         area,
-        start,
-        end,
+        first,
+        last,
         cache_path,
         patch=patch,
         options=CacheOptions(min_valid=0.0),
@@ -134,8 +135,8 @@ def train_from_catalog(
     info = {
         "catalog": str(catalog),
         "bbox": list(area.to_tuple()),
-        "start": str(start),
-        "end": str(end),
+        "start": first.isoformat(),
+        "end": last.isoformat(),
         "patch": patch,
         "cache": str(cache_path),
         "preset": preset,

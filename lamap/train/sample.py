@@ -26,14 +26,13 @@ truth lines up pixel for pixel.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from lamap._inputs import BBoxLike, as_bbox, as_date
+from lamap._inputs import BBoxLike, DateLike, as_bbox, as_date
 from lamap.catalog import S2Scene, SearchResult
 from lamap.errors import InputError
 from lamap.grid import CRSLike, Grid, Window
@@ -52,6 +51,7 @@ __all__ = [
     "DEFAULT_PATCH",
     "DEFAULT_TRAINING_CRS",
     "SPLIT_CODES",
+    "SPLIT_RULE",
     "assign_splits",
     "check_patch",
     "expected_valid",
@@ -97,8 +97,8 @@ def expected_valid(day: S2Day, scenes: Mapping[str, S2Scene]) -> float:
 def find_samples(
     result: SearchResult,
     bbox: BBoxLike,
-    start: dt.date | str,
-    end: dt.date | str,
+    start: DateLike,
+    end: DateLike,
     *,
     min_valid: float = DEFAULT_MIN_VALID,
     lookback_days: int = DEFAULT_LOOKBACK_DAYS,
@@ -114,8 +114,8 @@ def find_samples(
         tolerance]`` (:func:`lamap.plan.search_window`).
     bbox : str or sequence of float or BBox
         The training area, ``W,S,E,N`` in degrees.
-    start, end : date or str
-        First and last candidate t (inclusive).
+    start, end : date, datetime or str
+        First and last candidate t (inclusive), ``YYYY-MM-DD`` as a string.
     min_valid : float
         Smallest :func:`expected_valid` fraction of S2 at t, in [0, 1].
     lookback_days, s1_tolerance_days, min_coverage
@@ -132,7 +132,7 @@ def find_samples(
     InputError
         If ``end`` is before ``start`` or an option is out of range.
     """
-    first, last = as_date(start), as_date(end)
+    first, last = as_date(start, "start"), as_date(end, "end")
     if last < first:
         raise InputError(f"end {last} is before start {first}: give --start <= --end")
     if not 0.0 <= min_valid <= 1.0:
@@ -274,6 +274,15 @@ def patch_windows(window: Window, patch: int) -> list[Window]:
 
 #: Split codes stored in the cache's ``split`` array.
 SPLIT_CODES: dict[str, int] = {"train": 0, "validation": 1, "test": 2, "unique": 3}
+#: The rule :func:`assign_splits` applies, in words (recorded in the training cache).
+SPLIT_RULE = (
+    "by location (patch origin): unique = patches overlapping the demo world's held-out "
+    "area, else a seeded permutation of blocks of holdout_block x holdout_block patches "
+    "(holdout_fraction of them); of the rest, a seeded permutation gives validation_fraction "
+    "to validation, test_fraction to test, the rest to train; every date of a location is "
+    "in the same split. non-cloudy / cloudy = test rows with cloudy_past < / >= "
+    "cloudy_threshold"
+)
 
 
 def _count(fraction: float, n: int) -> int:

@@ -1,0 +1,136 @@
+"""The receptive field of the fused network, measured with gradients, and the halo it needs.
+
+A map computed in overlapping blocks equals the map computed in one piece when each block
+carries a halo of at least the receptive-field radius (:func:`recommended_halo`), rounded up
+to the down-sampling factor so block offsets stay on the pooling lattice.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import torch
+
+from lamap.errors import InputError
+from lamap.model.config import ModelConfig
+from lamap.model.network import FusedLAINet, check_spatial, input_shapes, seeded_model
+
+__all__ = ["receptive_field_radius", "recommended_halo"]
+
+
+def receptive_field_radius(model: FusedLAINet, *, size: int = 128, seed: int = 0) -> int:
+    """Measure the receptive-field radius of ``model`` with gradients, in pixels.
+
+    For an output pixel at each of the :attr:`~FusedLAINet.downsampling` phases (positions
+    modulo the down-sampling factor) near the centre of a random ``size`` × ``size`` input, the
+    gradient of that pixel with respect to every spatial input is computed in eval mode (so
+    BatchNorm does not mix the batch); the radius is the largest Chebyshev distance from the
+    output pixel to an input pixel with a non-zero gradient. Outputs then do not depend on
+    inputs farther away than the radius. The model's weights, gradients and train/eval mode
+    are left as they were.
+
+    Parameters
+    ----------
+    model : FusedLAINet
+        The network to measure.
+    size : int
+        Side of the square test input; a multiple of the down-sampling factor, large enough
+        that the receptive field stays inside it (128 for the default network).
+    seed : int
+        Seed of the random inputs.
+
+    Returns
+    -------
+    int
+        The radius: 43 for the default network (42 for output pixels at multiples of 4,
+        MODEL.md's figure; 43 for the other phases).
+
+    Raises
+    ------
+    InputError
+        If ``size`` is not a multiple of the factor, or too small to hold the receptive field.
+    """
+    check_spatial((size, size), model.downsampling)
+    radius = _measure_radius(model, size, seed)
+    if radius is None:
+        raise InputError(
+            f"the receptive field of this model reaches the border of a {size}×{size} input: "
+            f"measure with a larger size, e.g. size={2 * size}"
+        )
+    return radius
+
+
+def recommended_halo(model: FusedLAINet | ModelConfig) -> int:
+    """Smallest multiple of the down-sampling factor that covers the receptive field.
+
+    This is the ``depth`` to give :func:`dask.array.map_overlap` so that a map computed in
+    blocks (offsets multiples of the factor) equals the map computed in one piece. The radius
+    is measured once per architecture on a seeded untrained model of the same config (the
+    support of the receptive field depends on the architecture, not on trained weights), and
+    cached.
+
+    Parameters
+    ----------
+    model : FusedLAINet or ModelConfig
+        The network, or its architecture.
+
+    Returns
+    -------
+    int
+        The halo in pixels (44 for the default network).
+    """
+    config = model.config if isinstance(model, FusedLAINet) else model
+    factor = config.downsampling
+    return int(math.ceil(_config_radius(config) / factor) * factor)
+
+
+@functools.lru_cache(maxsize=16)
+def _config_radius(config: ModelConfig) -> int:
+    model = seeded_model(0, config)
+    size = 32 * config.downsampling
+    while (radius := _measure_radius(model, size, 0)) is None:
+        size *= 2
+    return radius
+
+
+def _measure_radius(model: FusedLAINet, size: int, seed: int) -> int | None:
+    """Radius in pixels, or None if the receptive field reaches the input's border."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            support, centres = _gradient_support(model, size, seed)
+    finally:
+        model.train(was_training)
+    radius = 0
+    for sample, (cy, cx) in zip(support, centres, strict=True):
+        rows, cols = np.nonzero(sample)
+        if rows.size == 0:  # a dead output pixel: nothing to measure
+            continue
+        if rows.min() == 0 or cols.min() == 0 or rows.max() == size - 1 or cols.max() == size - 1:
+            return None
+        radius = max(radius, int(np.abs(rows - cy).max()), int(np.abs(cols - cx).max()))
+    return radius
+
+
+def _gradient_support(model: FusedLAINet, size: int, seed: int
+                      ) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Where each sample's chosen output pixel has a non-zero input gradient, (B, H, W)."""
+    factor = model.downsampling
+    param = next(model.parameters())
+    generator = torch.Generator().manual_seed(seed)
+    shapes = input_shapes(model.config)
+    inputs = {name: torch.rand((factor, *shape, *(() if name == "season" else (size, size))),
+                               generator=generator).to(param.device, param.dtype)
+              for name, shape in shapes.items()}
+    spatial = [inputs[name].requires_grad_() for name in ("s1", "lai", "masks")]
+    # Diagonal phases suffice: the support is a rectangle whose rows depend on the row phase
+    # only and whose columns depend on the column phase only.
+    centres = [(size // 2 + k, size // 2 + k) for k in range(factor)]
+    out = model(**inputs).lai
+    picked = torch.stack([out[k, 0, cy, cx] for k, (cy, cx) in enumerate(centres)]).sum()
+    grads = torch.autograd.grad(picked, spatial)
+    support = torch.cat([g.abs().reshape(factor, -1, size, size) for g in grads], dim=1).sum(1)
+    return (support > 0).cpu().numpy(), centres
