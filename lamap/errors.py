@@ -9,11 +9,16 @@ from __future__ import annotations
 __all__ = [
     "CatalogError",
     "CatalogWarning",
+    "CheckpointError",
+    "ExportError",
     "GridError",
     "InputError",
     "LamapError",
     "LamapWarning",
     "NoInputError",
+    "SyntheticModelWarning",
+    "TileError",
+    "TrainingError",
 ]
 
 
@@ -47,3 +52,19 @@ class CatalogWarning(LamapWarning):
 
 class TileError(LamapError):
     """A tile could not be mapped (an unreadable input, a failing task): the run goes on."""
+
+
+class CheckpointError(LamapError):
+    """A checkpoint file is missing, unreadable, or does not fit this lamap's model."""
+
+
+class TrainingError(LamapError):
+    """Training cannot go on: a diverging loss, or a state file that does not fit the run."""
+
+
+class ExportError(LamapError):
+    """An export could not be written (the message names the file and the fix)."""
+
+
+class SyntheticModelWarning(LamapWarning):
+    """The model was trained on lamap's synthetic world, not on real Sentinel data."""

@@ -28,7 +28,7 @@ import xarray as xr
 
 import lamap
 from lamap._inputs import BBoxLike
-from lamap.errors import InputError, LamapError
+from lamap.errors import ExportError, InputError
 from lamap.grid import Window
 from lamap.store import LAI_VALID_RANGE, DateLike, LaiStore, StoreError
 
@@ -77,9 +77,6 @@ _RAMP = (
 _NO_DATA_RGB = (210, 210, 210)
 _TICKS = (0, 2, 4, 6, 8)
 
-
-class ExportError(LamapError):
-    """An export could not be written (the message names the file and the fix)."""
 
 
 # --------------------------------------------------------------------------- reading

@@ -32,7 +32,7 @@ from lamap.blocks import has_input, model_window
 from lamap.catalog import CatalogProfile, SearchResult, open_catalog, search
 from lamap.cluster import ClusterSpec, dashboard_link, get_client
 from lamap.cube import CubeWindow, tile_cubes
-from lamap.errors import InputError, LamapWarning
+from lamap.errors import InputError, SyntheticModelWarning
 from lamap.features import FeatureSpec, build_features
 from lamap.grid import DEFAULT_GRID, Grid, Tile, Window, get_grid, resolve_grid
 from lamap.infer import DEFAULT_BATCH, PRECISIONS, ModelRef, predict
@@ -61,9 +61,6 @@ __all__ = [
     "tile_arrays",
 ]
 
-
-class SyntheticModelWarning(LamapWarning):
-    """The model was trained on lamap's synthetic world, not on real Sentinel data."""
 
 
 @dataclass(frozen=True)
@@ -161,12 +158,6 @@ class MapReport:
     dashboard: str | None = None
     seconds: float = 0.0
     tasks: int = 0
-
-
-# kept for lamap.train.cache until it moves to lamap.catalog.local
-def _catalog(source: str) -> CatalogProfile:
-    """Return the catalog's profile; ``with`` it to serve a local world on 127.0.0.1."""
-    return open_catalog(source)
 
 
 def _search(

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from lamap import __version__
-from lamap.errors import InputError, LamapError
+from lamap.errors import CheckpointError, InputError
 from lamap.model.config import ModelConfig
 from lamap.model.device import DeviceLike, resolve_device
 from lamap.model.network import ARCHITECTURE, FusedLAINet
@@ -46,9 +46,6 @@ CHECKPOINT_FORMAT_VERSION = 1
 
 _CHUNK = 1 << 20
 
-
-class CheckpointError(LamapError):
-    """A checkpoint file is missing, unreadable, or does not fit this lamap's model."""
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ from lamap.train.sample import (
 from lamap.train.truth import NO_TRUTH_CLOUD, WorldTruth, truth_offset
 
 if TYPE_CHECKING:
-    from lamap.synthetic.world import World
+    from lamap.catalog.local import World
 
 __all__ = [
     "BATCH_BYTES",
@@ -250,7 +250,7 @@ def _catalog_id(source: str) -> tuple[dict[str, Any], World | None]:
         ids = {"name": profile.name, "url": profile.url, "s2": profile.s2_collection,
                "s1": profile.s1_collection}
         return ids, None
-    from lamap.synthetic.world import load_world
+    from lamap.catalog.local import load_world
 
     world = load_world(profile.local_world)
     return {"local_world": str(world.root), "world": world.meta.get("spec"),
@@ -580,9 +580,7 @@ def build_cache(
     if state == "complete":
         log.info("training cache %s: reused (key %s)", store, request.key[:12])
         return _reuse(out_dir, request.options.cloudy_threshold)
-    from lamap.mapping import _catalog
-
-    with _catalog(request.source) as profile:
+    with open_catalog(request.source) as profile:
         plan = _make_plan(profile, request)
         group = _prepare(store, request, plan, state)
         _fill(group, plan, request, client, progress)

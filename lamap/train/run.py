@@ -6,7 +6,6 @@ catalog + bbox + dates ─▶ training cache (patches from the same cubes and fe
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +34,8 @@ def _is_world(catalog: str) -> bool:
 
 
 def _world_defaults(
-    catalog: str, bbox: BBoxLike | None, start: dt.date | str | None, end: dt.date | str | None
-) -> tuple[BBoxLike, dt.date | str, dt.date | str]:
+    catalog: str, bbox: BBoxLike | None, start: DateLike | None, end: DateLike | None
+) -> tuple[BBoxLike, DateLike, DateLike]:
     """Fill a demo world's bbox and date range where they are not given."""
     if bbox is not None and start is not None and end is not None:
         return bbox, start, end

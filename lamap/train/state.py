@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lamap.errors import InputError, LamapError
+from lamap.errors import InputError, TrainingError
 from lamap.model import FusedLAINet, load_checkpoint, save_checkpoint
 from lamap.train.config import STAGES, Stage, TrainConfig, milestones
 from lamap.train.metrics import ValMetrics
@@ -54,9 +54,6 @@ _STATE_VERSION = 1
 #: Config fields that only say how to run, not what is trained; they may change on resume.
 _RUNTIME_FIELDS = ("device", "num_workers", "threads", "channels_last")
 
-
-class TrainingError(LamapError):
-    """Training cannot go on: a diverging loss, or a state file that does not fit the run."""
 
 
 @dataclass(frozen=True)

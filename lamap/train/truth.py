@@ -35,7 +35,7 @@ from lamap.grid import Grid, Window
 from lamap.plan import TimeSteps
 
 if TYPE_CHECKING:
-    from lamap.synthetic.world import World
+    from lamap.catalog.local import World
 
 __all__ = ["NO_TRUTH_CLOUD", "TRUTH_ARRAYS", "WorldTruth", "truth_offset"]
 
