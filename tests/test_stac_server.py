@@ -28,15 +28,6 @@ from lamap.errors import CatalogError, InputError
 from lamap.stac_server import StacServer, find_rustac, serve_directory
 from tests.conftest import FIXTURES
 
-
-def _fixture_dir() -> Path:
-    """Return the real STAC item fixtures (../shared/fixtures/stac, or $LAMAP_SHARED)."""
-    if not (FIXTURES / "PROVENANCE.md").is_file():
-        raise FileNotFoundError(f"STAC fixtures not found in {FIXTURES}: set LAMAP_SHARED")
-    return FIXTURES
-
-
-_fixture_dir()  # fail early, with the fix, if ../shared is missing
 ITEM_FILES = [
     FIXTURES / "pc-sentinel-2-l2a-13TDE-2024-05-30-to-06-21.json",
     FIXTURES / "pc-sentinel-2-l2a-13TDE-2024-08-23-to-25.json",

@@ -18,15 +18,6 @@ from lamap._validate import StacValidationError, stac_problems, validate_stac
 from lamap.errors import CatalogError
 from tests.conftest import FIXTURES
 
-
-def _fixture_dir() -> Path:
-    """Return the real STAC item fixtures (../shared/fixtures/stac, or $LAMAP_SHARED)."""
-    if not (FIXTURES / "PROVENANCE.md").is_file():
-        raise FileNotFoundError(f"STAC fixtures not found in {FIXTURES}: set LAMAP_SHARED")
-    return FIXTURES
-
-
-_fixture_dir()  # fail early, with the fix, if ../shared is missing
 FIXTURE_FILES = sorted(FIXTURES.rglob("*.json"))
 
 

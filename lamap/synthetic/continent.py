@@ -2,7 +2,7 @@
 
 :func:`continental_items` returns Sentinel-2 L2A and Sentinel-1 RTC item dicts shaped like
 Planetary Computer's ``sentinel-2-l2a`` and ``sentinel-1-rtc`` (compare
-``shared/fixtures/stac``), built from code alone; hrefs under ``https://example.invalid``
+``tests/data/stac``), built from code alone; hrefs under ``https://example.invalid``
 are never read. The default area is :data:`EEA39_BBOX`.
 
 The satellites fly sun-synchronous repeat orbits over a spherical Earth: a reference node
