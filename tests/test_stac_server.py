@@ -1,7 +1,7 @@
 """Tests of lamap.stac_server: a real ``rustac serve`` STAC API on 127.0.0.1.
 
 Searches go through pystac-client exactly as against Planetary Computer or Earth Search,
-over real item fixtures, and must return what :func:`lamap._stac.filter_items` selects.
+over real item fixtures, and must return what :func:`tests.oracles.stac.filter_items` selects.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from pystac_client import Client
 from pystac_client.conformance import ConformanceClasses
 
 import lamap.stac_server as stac_server
-from lamap._stac import filter_items, parse_stac_datetime
 from lamap.errors import CatalogError, InputError
 from lamap.stac_server import StacServer, find_rustac, serve_directory
 from tests.conftest import FIXTURES
+from tests.oracles.stac import filter_items, parse_stac_datetime
 
 ITEM_FILES = [
     FIXTURES / "pc-sentinel-2-l2a-13TDE-2024-05-30-to-06-21.json",

@@ -13,11 +13,11 @@ import rasterio
 import stackstac
 from rasterio.warp import Resampling, reproject
 
-from lamap._stac import filter_items
-from lamap._validate import validate_stac
 from lamap.errors import InputError
 from lamap.synthetic.world import World, WorldSpec, generate_world, load_world
 from tests.conftest import FIXTURES, TINY_WORLD
+from tests.oracles.stac import filter_items
+from tests.oracles.validate import validate_stac
 
 
 def _items(world: World) -> list[dict]:
