@@ -1,24 +1,49 @@
-"""Shared test fixtures: paths to ../shared, tiny seeded worlds, a local STAC API."""
+"""Shared test fixtures: the test data in tests/data, tiny seeded worlds, a local STAC API."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-SHARED = Path(os.environ.get("LAMAP_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-FIXTURES = SHARED / "fixtures" / "stac"
-
-
-@pytest.fixture(scope="session")
-def shared() -> Path:
-    if not SHARED.is_dir():
-        raise RuntimeError(f"tests need ../shared next to the repository (looked in {SHARED})")
-    return SHARED
+DATA = Path(__file__).resolve().parent / "data"
+"""Files the tests read, kept in the repository (tests/data/PROVENANCE.md says whence)."""
+FIXTURES = DATA / "stac"
+"""Real STAC items and search pages from Planetary Computer and Earth Search."""
+REFERENCE = DATA / "reference"
+"""Reference values the code must reproduce (the SNAP LAI network's test vectors)."""
 
 
 TINY_WORLD = {"seed": 7, "size": 192, "days": 30}
+
+
+def _forbid_reads_under(folder: str) -> None:
+    """Make any open or listing of a path under ``folder`` fail in this process.
+
+    ``.ci/run`` names the checkout's ``../shared`` in ``LAMAP_TEST_FORBIDDEN_DIR``, so a test
+    that still reads data from outside the repository fails there instead of passing by luck.
+    """
+    root = os.path.realpath(folder)
+
+    def audit(event: str, args: tuple[Any, ...]) -> None:
+        if event not in ("open", "os.listdir", "os.scandir") or not args:
+            return
+        if not isinstance(args[0], str | bytes | os.PathLike):
+            return  # a file descriptor, or None (the current folder)
+        path = os.path.abspath(os.fsdecode(args[0]))
+        if path == root or path.startswith(root + os.sep):
+            raise PermissionError(
+                f"a test read {path}, outside the repository; test data belongs in tests/data"
+            )
+
+    sys.addaudithook(audit)
+
+
+if os.environ.get("LAMAP_TEST_FORBIDDEN_DIR"):
+    _forbid_reads_under(os.environ["LAMAP_TEST_FORBIDDEN_DIR"])
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ from lamap.catalog import (
     search,
 )
 from lamap.errors import CatalogError, InputError
-from tests.conftest import FIXTURES  # ../shared/fixtures/stac, or $LAMAP_SHARED
+from tests.conftest import FIXTURES  # tests/data/stac
 
 ALL_FILES = sorted(p.relative_to(FIXTURES).as_posix() for p in FIXTURES.rglob("*.json"))
 ES_C1 = open_catalog("earth-search", s2_collection="sentinel-2-c1-l2a")

@@ -173,7 +173,7 @@ def test_a_small_bbox_limits_the_items_to_it(items) -> None:
 
 
 def test_tracks_and_tiles_match_real_planetary_computer_items() -> None:
-    # Planetary Computer 13TDE, 2024-05-30 to 06-21 (shared/fixtures/stac): R141 covers the
+    # Planetary Computer 13TDE, 2024-05-30 to 06-21 (tests/data/stac): R141 covers the
     # tile, R098 about 26 % of it; S2A and S2B alternate; the tile's 10 m grid.
     items = continental_items("2024-05-30", "2024-06-21", bbox=(-105.1, 40.17, -105.1, 40.17))
     s2 = [i for i in items if i["collection"] == "sentinel-2-l2a"]

@@ -11,14 +11,12 @@ import xarray as xr
 
 from lamap.errors import InputError
 from lamap.lai import SNAP_BANDS, snap_lai
-from tests.conftest import SHARED
-
-REFERENCE = SHARED / "reference" / "snap_lai_s2.json"
+from tests.conftest import REFERENCE
 
 
 @pytest.fixture(scope="module")
 def vectors() -> dict[str, np.ndarray]:
-    cases = json.loads(REFERENCE.read_text())["test_vectors"]
+    cases = json.loads((REFERENCE / "snap_lai_s2.json").read_text())["test_vectors"]
     return {
         "reflectance": np.array([c["reflectance"] for c in cases]),
         "view": np.array([c["view_zenith_deg"] for c in cases]),

@@ -1,4 +1,4 @@
-"""Tests of the direct STAC search semantics of lamap._stac (filter_items and helpers)."""
+"""Tests of the direct STAC search semantics of tests.oracles.stac (filter_items and helpers)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lamap._stac import (
+from lamap.errors import InputError
+from tests.oracles.stac import (
     filter_items,
     item_interval,
     normalize_bbox,
     parse_datetime_range,
     parse_stac_datetime,
 )
-from lamap.errors import InputError
 
 SQUARE = {"type": "Polygon", "coordinates": [[[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]]]}
 DONUT = {

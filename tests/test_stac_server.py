@@ -1,7 +1,7 @@
 """Tests of lamap.catalog.server: a real ``rustac serve`` STAC API on 127.0.0.1.
 
 Searches go through pystac-client exactly as against Planetary Computer or Earth Search,
-over real item fixtures, and must return what :func:`lamap._stac.filter_items` selects.
+over real item fixtures, and must return what :func:`tests.oracles.stac.filter_items` selects.
 """
 
 from __future__ import annotations
@@ -23,20 +23,11 @@ from pystac_client import Client
 from pystac_client.conformance import ConformanceClasses
 
 import lamap.catalog.server as stac_server
-from lamap._stac import filter_items, parse_stac_datetime
 from lamap.catalog.server import StacServer, find_rustac, serve_directory
 from lamap.errors import CatalogError, InputError
 from tests.conftest import FIXTURES
+from tests.oracles.stac import filter_items, parse_stac_datetime
 
-
-def _fixture_dir() -> Path:
-    """Return the real STAC item fixtures (../shared/fixtures/stac, or $LAMAP_SHARED)."""
-    if not (FIXTURES / "PROVENANCE.md").is_file():
-        raise FileNotFoundError(f"STAC fixtures not found in {FIXTURES}: set LAMAP_SHARED")
-    return FIXTURES
-
-
-_fixture_dir()  # fail early, with the fix, if ../shared is missing
 ITEM_FILES = [
     FIXTURES / "pc-sentinel-2-l2a-13TDE-2024-05-30-to-06-21.json",
     FIXTURES / "pc-sentinel-2-l2a-13TDE-2024-08-23-to-25.json",

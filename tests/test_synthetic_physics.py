@@ -14,7 +14,7 @@ from scipy import stats
 
 from lamap.errors import InputError
 from lamap.lai import snap_lai
-from lamap.synthetic import optical
+from lamap.synthetic import optical, prosail_lut
 from lamap.synthetic.optical import (
     S2_BANDS,
     CanopyLut,
@@ -192,7 +192,7 @@ def test_table_is_cached_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     def refuse(_: CanopyLutSpec) -> np.ndarray:
         raise AssertionError("the cached table should have been loaded, not rebuilt")
 
-    monkeypatch.setattr(optical, "_build_terms", refuse)
+    monkeypatch.setattr(prosail_lut, "_build_terms", refuse)
     reloaded = canopy_lut.__wrapped__(spec)  # bypass the in-memory cache
     np.testing.assert_array_equal(reloaded.terms, built.terms)
 

@@ -26,7 +26,7 @@ from lamap.timesteps import (
     search_window,
     select_scenes,
 )
-from tests.conftest import FIXTURES  # ../shared/fixtures/stac, or $LAMAP_SHARED
+from tests.conftest import FIXTURES  # tests/data/stac
 
 D = dt.date
 

@@ -1,4 +1,4 @@
-"""Tests of lamap._validate: offline STAC validation of real and broken items."""
+"""Tests of tests.oracles.validate: offline STAC validation of real and broken items."""
 
 from __future__ import annotations
 
@@ -9,24 +9,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
-import referencing.exceptions
 
-import lamap._validate as validate
-from lamap._validate import StacValidationError, stac_problems, validate_stac
+import tests.oracles.validate as validate
 from lamap.errors import CatalogError
 from tests.conftest import FIXTURES
+from tests.oracles.validate import (
+    SchemaNotStoredError,
+    StacValidationError,
+    stac_problems,
+    validate_stac,
+)
 
-
-def _fixture_dir() -> Path:
-    """Return the real STAC item fixtures (../shared/fixtures/stac, or $LAMAP_SHARED)."""
-    if not (FIXTURES / "PROVENANCE.md").is_file():
-        raise FileNotFoundError(f"STAC fixtures not found in {FIXTURES}: set LAMAP_SHARED")
-    return FIXTURES
-
-
-_fixture_dir()  # fail early, with the fix, if ../shared is missing
 FIXTURE_FILES = sorted(FIXTURES.rglob("*.json"))
 
 
@@ -55,7 +49,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    caches = (validate._validator, validate._registry, validate._bundled_schemas)
+    caches = (validate._validator, validate.stored_schemas)
     for cached in caches:
         cached.cache_clear()
     yield
@@ -76,9 +70,19 @@ def test_stac_1_0_and_1_1_are_accepted_others_are_not(s2_item: dict[str, Any]) -
     assert s2_item["stac_version"] == "1.0.0"
     assert stac_problems({**s2_item, "stac_version": "1.1.0"}) == []
     assert stac_problems({**s2_item, "stac_version": "0.9.0"}) == [
-        "$.stac_version: '0.9.0' is not supported; lamap validates 1.0.0 and 1.1.0 "
-        "with the STAC 1.1.0 schemas"
+        "$.stac_version: '0.9.0' is not supported; lamap validates 1.0.0 and 1.1.0, "
+        "each with its own STAC schemas"
     ]
+
+
+def test_each_version_is_checked_with_its_own_core_schema(s2_item: dict[str, Any]) -> None:
+    # STAC 1.1.0 defines an asset's ``bands`` (a list); in STAC 1.0.0 it is an unknown field.
+    bands = {**s2_item, "assets": {**s2_item["assets"], "B02": {**s2_item["assets"]["B02"]}}}
+    bands["assets"]["B02"]["bands"] = "B02"
+    assert stac_problems({**bands, "stac_version": "1.1.0"}) == [
+        "$.assets.B02.bands: 'B02' is not of type 'array'"
+    ]
+    assert stac_problems(bands) == []  # STAC 1.0.0 has no ``bands`` field
 
 
 def test_space_datetimes_fail_only_in_strict_mode(s1_item: dict[str, Any]) -> None:
@@ -104,6 +108,19 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     return mutate
 
 
+def _declare(url: str, then: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """Return a mutation that lists an extension schema, then applies ``then``."""
+
+    def mutate(item: dict[str, Any]) -> None:
+        item["stac_extensions"] = [*item["stac_extensions"], url]
+        then(item)
+
+    return mutate
+
+
+RASTER = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
+
+
 def _drop(path: str) -> Callable[[dict[str, Any]], None]:
     def mutate(item: dict[str, Any]) -> None:
         *parents, last = path.split("|")
@@ -125,32 +142,34 @@ BROKEN = [
     (_set("properties|datetime", "2020-06-01"), "$.properties.datetime: '2020-06-01' does not"),
     (_set("properties|datetime", "2020-13-01T00:00:00Z"), "month must be in 1..12"),
     (_set("assets|B02|href", ""), "$.assets.B02.href: '' should be non-empty"),
-    (_set("properties|eo:cloud_cover", 104.2), "eo:cloud_cover: 104.2 must be a number from 0"),
-    (_set("properties|eo:cloud_cover", "3"), "eo:cloud_cover: '3' must be a number"),
-    (_set("properties|proj:epsg", "32735"), "proj:epsg: '32735' must be an integer EPSG"),
-    (_set("properties|proj:code", "32735"), "proj:code: '32735' must be a string such as"),
-    (_set("assets|B02|proj:shape", [10980]), "$.assets.B02.proj:shape: [10980] must be"),
+    # Extension fields, checked by the extension schemas the item lists.
+    (_set("properties|eo:cloud_cover", 104.2), "['eo:cloud_cover']: 104.2 is greater than the"),
+    (_set("properties|eo:cloud_cover", "3"), "['eo:cloud_cover']: '3' is not of type 'number'"),
+    (_set("properties|proj:epsg", "32735"), "['proj:epsg']: '32735' is not of type 'integer'"),
+    (_set("properties|proj:code", "EPSG:32735"), "'proj:code' does not match any of the regexes"),
+    (_set("assets|B02|proj:shape", [10980]), "$.assets.B02['proj:shape']: [10980] is too short"),
+    (_set("assets|B02|proj:transform", [10, 0, 1, 0, -10]), "['proj:transform']: [10, 0, 1,"),
+    (_set("assets|B02|proj:bbox", [1, 2, 3]), "['proj:bbox']: [1, 2, 3] is too short"),
+    (_set("properties|sat:orbit_state", "up"), "['sat:orbit_state']: 'up' is not one of"),
+    (
+        _declare(RASTER, _set("assets|B02|raster:bands", [{"nodata": "none"}])),
+        "$.assets.B02['raster:bands'][0].nodata: 'none' is not of type 'number'",
+    ),
+    (
+        _declare(RASTER, _set("assets|B02|raster:bands", [{"data_type": "uint12"}])),
+        "$.assets.B02['raster:bands'][0].data_type: 'uint12' is not one of",
+    ),
+    (
+        _declare(RASTER, _set("assets|B02|raster:bands", [{"nodata": 0, "scale": "0.0001"}])),
+        "$.assets.B02['raster:bands'][0].scale: '0.0001' is not of type 'number'",
+    ),
+    # lamap's own rules: integers written as integers, the baseline of PC items.
+    (_set("properties|proj:epsg", 32735.0), "proj:epsg: 32735.0 must be an integer EPSG"),
     (_set("assets|B02|proj:shape", [10980.0, 10980]), "proj:shape: [10980.0, 10980] must be"),
-    (_set("assets|B02|proj:transform", [10, 0, 1, 0, -10]), "proj:transform: [10, 0, 1,"),
-    (_set("assets|B02|proj:bbox", [1, 2, 3]), "proj:bbox: [1, 2, 3] must be a list of 4 or 6"),
     (_set("properties|sat:relative_orbit", 78.0), "sat:relative_orbit: 78.0 must be a positive"),
-    (_set("properties|sat:orbit_state", "up"), "sat:orbit_state: 'up' must be 'ascending'"),
     (_set("properties|s2:processing_baseline", 2.12), "s2:processing_baseline: 2.12 must be"),
     (_set("properties|s2:processing_baseline", "2.12"), "s2:processing_baseline: '2.12' must"),
-    (_set("properties|sar:polarizations", ["VV", "XX"]), "sar:polarizations: ['VV', 'XX']"),
-    (_set("properties|sar:polarizations", []), "sar:polarizations: [] must be a non-empty"),
-    (
-        _set("assets|B02|raster:bands", [{"nodata": "none"}]),
-        "raster:bands: band 0: nodata 'none' must be a number",
-    ),
-    (
-        _set("assets|B02|raster:bands", [{"data_type": "uint12"}]),
-        "raster:bands: band 0: data_type 'uint12' must be one of",
-    ),
-    (
-        _set("assets|B02|raster:bands", [{"nodata": 0, "scale": "0.0001"}]),
-        "raster:bands: band 0: scale '0.0001' must be a number",
-    ),
+    (_set("assets|B02|raster:bands", [{"nodata": 0}]), "'raster:*' fields are used but no"),
     (_set("stac_extensions", []), "'proj:*' fields are used but no projection extension"),
     (
         _set("properties|start_datetime", "2020-07-31T00:00:00Z"),
@@ -170,6 +189,24 @@ def test_broken_items_fail(
     assert any(expected in problem for problem in info.value.problems), info.value.problems
     assert expected in str(info.value)
     assert isinstance(info.value, CatalogError)
+
+
+BROKEN_S1 = [
+    (["VV", "XX"], "$.properties['sar:polarizations'][1]: 'XX' is not one of ['HH', 'VV', "
+     "'HV', 'VH']"),
+    ([], "$.properties['sar:polarizations']: [] should be non-empty"),
+    (["VV", "VV"], "$.properties['sar:polarizations']: ['VV', 'VV'] has non-unique elements"),
+]
+
+
+@pytest.mark.parametrize(("polarizations", "expected"), BROKEN_S1)
+def test_broken_sar_fields_fail(
+    s1_item: dict[str, Any], polarizations: list[str], expected: str
+) -> None:
+    assert "https://stac-extensions.github.io/sar/v1.0.0/schema.json" in s1_item["stac_extensions"]
+    item = copy.deepcopy(s1_item)
+    item["properties"]["sar:polarizations"] = polarizations
+    assert [p for p in stac_problems(item) if "sar:" in p] == [expected]
 
 
 def test_start_after_end_fails(s1_item: dict[str, Any]) -> None:
@@ -207,9 +244,10 @@ def _collection() -> dict[str, Any]:
 def test_collections_and_catalogs() -> None:
     collection = _collection()
     assert stac_problems(collection) == [
-        "$.item_assets.B02.raster:bands: band 0: nodata 'zero' must be a number or 'nan', "
-        "'inf', '-inf'",
         "$.stac_extensions: 'raster:*' fields are used but no raster extension schema is listed",
+    ]
+    assert stac_problems({**collection, "stac_extensions": [RASTER]}) == [
+        "$.item_assets.B02['raster:bands'][0].nodata: 'zero' is not of type 'number'"
     ]
     del collection["item_assets"]
     assert stac_problems(collection) == []
@@ -228,21 +266,37 @@ def test_non_stac_objects() -> None:
     assert stac_problems([1, 2]) == ["$: expected a JSON object, got list"]  # type: ignore[arg-type]
 
 
-def test_unbundled_schema_refs_fail_loudly(no_network: None) -> None:
-    registry = validate._registry()
-    assert (
-        registry.contents("https://geojson.org/schema/Feature.json")["title"] == "GeoJSON Feature"
-    )
-    with pytest.raises(referencing.exceptions.NoSuchResource):
-        registry.get_or_retrieve("https://stac-extensions.github.io/eo/v1.1.0/schema.json")
+def test_schemas_are_stored_and_never_fetched(
+    s2_item: dict[str, Any], no_network: None
+) -> None:
+    validator = validate._validator()
+    assert validator.schema_cache == validate.stored_schemas()
+    feature = validator.schema_cache["https://geojson.org/schema/Feature.json"]
+    assert feature["title"] == "GeoJSON Feature"
+    unknown = "https://stac-extensions.github.io/eo/v9.9.9/schema.json"
+    with pytest.raises(SchemaNotStoredError, match="never download"):
+        validate_stac({**s2_item, "stac_extensions": [*s2_item["stac_extensions"], unknown]})
 
 
-def test_schema_with_remote_ref_raises_catalog_error(
+def test_every_extension_of_the_fixtures_is_stored() -> None:
+    listed = {
+        url
+        for path in FIXTURE_FILES
+        for feature in json.loads(path.read_text())["features"]
+        for url in feature.get("stac_extensions", [])
+    }
+    assert len(listed) == 16 and listed <= set(validate.stored_schemas())
+    for uri, schema in validate.stored_schemas().items():
+        assert schema["$id"].split("#")[0] in (uri, uri.replace("/common.json", "/commonjson"))
+
+
+def test_schema_with_ref_to_unstored_schema_raises_catalog_error(
     s2_item: dict[str, Any], monkeypatch: pytest.MonkeyPatch, no_network: None
 ) -> None:
-    remote = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
-    schema = {"$schema": "http://json-schema.org/draft-07/schema#", "$ref": remote}
-    validator = jsonschema.Draft7Validator(schema, registry=validate._registry())
-    monkeypatch.setattr(validate, "_validator", lambda kind: validator)
-    with pytest.raises(CatalogError, match="eo/v1.1.0/schema.json.*never downloads schemas"):
-        validate_stac(s2_item)
+    local = "https://example.invalid/ext/v1.0.0/schema.json"
+    remote = "https://stac-extensions.github.io/eo/v9.9.9/schema.json"
+    schema = {"$schema": "http://json-schema.org/draft-07/schema#", "$id": local, "$ref": remote}
+    monkeypatch.setitem(validate._validator().schema_cache, local, schema)
+    item = {**s2_item, "stac_extensions": [*s2_item["stac_extensions"], local]}
+    with pytest.raises(CatalogError, match="eo/v9.9.9/schema.json.*never download"):
+        validate_stac(item)

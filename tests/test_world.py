@@ -13,11 +13,11 @@ import rasterio
 import stackstac
 from rasterio.warp import Resampling, reproject
 
-from lamap._stac import filter_items
-from lamap._validate import validate_stac
 from lamap.errors import InputError
 from lamap.synthetic.world import World, WorldSpec, generate_world, load_world
-from tests.conftest import TINY_WORLD
+from tests.conftest import FIXTURES, TINY_WORLD
+from tests.oracles.stac import filter_items
+from tests.oracles.validate import validate_stac
 
 
 def _items(world: World) -> list[dict]:
@@ -260,10 +260,10 @@ def test_items_validate_against_stac_schemas(tiny_world: World) -> None:
         validate_stac(json.loads(path.read_text()))
 
 
-def test_items_look_like_planetary_computer(tiny_world: World, shared: Path) -> None:
-    pc = json.loads(
-        (shared / "fixtures/stac/pc-sentinel-2-l2a-13TDE-2024-08-23-to-25.json").read_text()
-    )["features"][0]
+def test_items_look_like_planetary_computer(tiny_world: World) -> None:
+    pc = json.loads((FIXTURES / "pc-sentinel-2-l2a-13TDE-2024-08-23-to-25.json").read_text())[
+        "features"
+    ][0]
     ours = _s2_items(tiny_world)[0]
     for band in ("B03", "B04", "B05", "B8A", "B11", "B12", "SCL"):
         assert set(pc["assets"][band]) <= set(ours["assets"][band]) | {"href"}

@@ -29,7 +29,8 @@ import numpy as np
 from scipy import special
 
 from lamap.errors import InputError
-from lamap.synthetic.landscape import Cover, smooth_noise
+from lamap.synthetic.noise import smooth_noise
+from lamap.synthetic.phenology import Cover
 
 __all__ = [
     "CIRRUS_THRESHOLD",

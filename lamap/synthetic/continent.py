@@ -2,7 +2,7 @@
 
 :func:`continental_items` returns Sentinel-2 L2A and Sentinel-1 RTC item dicts shaped like
 Planetary Computer's ``sentinel-2-l2a`` and ``sentinel-1-rtc`` (compare
-``shared/fixtures/stac``), built from code alone; hrefs under ``https://example.invalid``
+``tests/data/stac``), built from code alone; hrefs under ``https://example.invalid``
 are never read. The default area is :data:`EEA39_BBOX`.
 
 The satellites fly sun-synchronous repeat orbits over a spherical Earth: a reference node
@@ -142,7 +142,7 @@ class _Unit:
 
 def _unit(code: str, orbit: int, node: str, active: tuple[str, str] = ("2014", "2099")) -> _Unit:
     when = dt.datetime.fromisoformat(node).replace(tzinfo=dt.UTC)
-    days = tuple(dt.date.fromisoformat(f"{d}-01-01" if len(d) == 4 else d) for d in active)
+    days = tuple(as_date(f"{d}-01-01" if len(d) == 4 else d, "active") for d in active)
     s2 = code.startswith("S2")
     return _Unit(code, f"Sentinel-2{code[-1]}" if s2 else f"SENTINEL-1{code[-1]}",
                  98.62 if s2 else 98.18, 10 if s2 else 12, 143 if s2 else 175,

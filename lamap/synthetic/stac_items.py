@@ -1,7 +1,7 @@
 """STAC items and collections for the synthetic world, shaped like Planetary Computer's.
 
 Asset keys, properties and their quirks follow Planetary Computer's ``sentinel-2-l2a`` and
-``sentinel-1-rtc`` (compare ``shared/fixtures/stac``): S2 band assets carry ``proj:bbox``,
+``sentinel-1-rtc`` (compare ``tests/data/stac``): S2 band assets carry ``proj:bbox``,
 ``proj:shape`` and ``proj:transform`` per resolution and ``eo:bands``, item properties
 ``s2:processing_baseline`` and the mean solar angles (no view angles); S1 RTC items keep
 ``proj:*`` in item properties with a 9-element transform, ``start_datetime`` written with a
