@@ -1,7 +1,7 @@
 """STAC catalogs: profiles, one search per run, and normalised Sentinel scenes.
 
 Real catalogs describe the same Sentinel products differently (see
-``shared/fixtures/stac/PROVENANCE.md``). This package absorbs the differences at the boundary
+``tests/data/stac/PROVENANCE.md``). This package absorbs the differences at the boundary
 and hands the rest of lamap small frozen records. Its modules, in the order data flows:
 
 * :mod:`~lamap.catalog.profiles`: :class:`CatalogProfile` (where a catalog is, its
