@@ -14,11 +14,11 @@ import numpy as np
 
 from lamap.blocks import BlockJob, block_windows
 from lamap.catalog import SearchResult, open_catalog, search
-from lamap.cluster import ClusterSpec
 from lamap.features import FeatureSpec
 from lamap.grid import Grid, Tile
 from lamap.infer import ModelRef
 from lamap.plan import TimeSteps, search_window
+from lamap.runtime import ClusterSpec
 from lamap.synthetic.world import World
 from lamap.tileplan import SceneIndex, TilePlan, plan_tile
 

@@ -31,7 +31,6 @@ import xarray as xr
 from lamap._inputs import BBox, as_bbox, as_date
 from lamap.blocks import has_input, model_window
 from lamap.catalog import CatalogProfile, SearchResult, open_catalog, search
-from lamap.cluster import ClusterSpec, dashboard_link, get_client
 from lamap.cube import CubeWindow, tile_cubes
 from lamap.errors import InputError, LamapWarning
 from lamap.features import FeatureSpec, build_features
@@ -45,6 +44,7 @@ from lamap.plan import (
     search_window,
 )
 from lamap.runner import DEFAULT_RETRIES, RunContext, run_tiles
+from lamap.runtime import ClusterSpec, dashboard_link, get_client
 from lamap.store import LaiStore, Source
 from lamap.tileplan import PlanOptions, PlanSummary, SceneIndex, iter_plans
 

@@ -33,7 +33,6 @@ import hashlib
 import math
 import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -46,6 +45,7 @@ from torch import Tensor, nn
 
 from lamap import __version__
 from lamap.errors import InputError, LamapError
+from lamap.runtime import write_atomic
 
 __all__ = [
     "ALPHA",
@@ -892,21 +892,12 @@ def _check_spec_fits(config: ModelConfig, spec: Mapping[str, Any]) -> None:
 
 def _atomic_save(payload: dict[str, Any], path: Path) -> None:
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        write_atomic(path, lambda handle: torch.save(payload, handle))
     except OSError as err:
         raise CheckpointError(
             f"cannot write checkpoint {path}: {err.strerror}; check that the directory "
             "exists and is writable"
         ) from err
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: str | os.PathLike[str], *,

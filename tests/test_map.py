@@ -12,11 +12,11 @@ import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
 from lamap.catalog import open_catalog, search
-from lamap.cluster import ClusterSpec
 from lamap.cube import CubeWindow, scl_cube
 from lamap.mapping import map_lai
 from lamap.model import file_sha256
 from lamap.plan import s2_days
+from lamap.runtime import ClusterSpec
 from lamap.synthetic.world import World
 
 DATE = dt.date(2024, 4, 28)  # an S2 day: observed LAI where clear

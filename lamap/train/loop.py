@@ -43,7 +43,6 @@ from __future__ import annotations
 import math
 import os
 import pickle
-import tempfile
 import time
 import zipfile
 from collections import Counter
@@ -68,6 +67,7 @@ from lamap.model import (
     resolve_device,
     save_checkpoint,
 )
+from lamap.runtime import write_atomic
 
 __all__ = [
     "BATCH_KEYS",
@@ -749,17 +749,6 @@ def state_path(out: str | os.PathLike[str]) -> Path:
     return Path(out).with_suffix(".state.pt")
 
 
-def _atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _scheduler_state(scheduler: torch.optim.lr_scheduler.MultiStepLR) -> dict[str, Any]:
     state = scheduler.state_dict()
     state["milestones"] = dict(state["milestones"])  # Counter is not weights_only-safe
@@ -912,7 +901,7 @@ def _save(run: _Run, stepper: _Stepper, complete: bool) -> None:
         "history": summary["history"], "wall_time_s": summary["wall_time_s"],
         "head_bias": run.head_bias,
     }
-    _atomic_torch_save(state, state_path(run.out))
+    write_atomic(state_path(run.out), lambda handle: torch.save(state, handle))
 
 
 def _epoch_batches(data: Dataset[Any], config: TrainConfig, stage: Stage, epoch: int,
