@@ -22,8 +22,10 @@ Layout
         failed/        0-d array, and the failed-tile records (with the reason):
           <YYYY-MM-DD>/<tile id>.json    one per failed tile and date
 
-The markers live inside an array's folder because Zarr never lists an array's contents: in
-a plain folder, zarr would warn about an unknown object whenever it walks the hierarchy.
+The records live inside arrays' folders because Zarr never lists an array's contents: in
+a plain folder, zarr would warn about an unknown object whenever it walks the hierarchy, as
+every commit does. (Stores of earlier lamap versions kept ``failed/`` as a plain folder; their
+next commit adds the array.)
 
 ``lai`` and ``source`` have inner chunks of ``(1, grid.chunk, grid.chunk)`` (the unit of
 reading) inside shards of ``(1, grid.shard, grid.shard)`` (the unit of writing), compressed
