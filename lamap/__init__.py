@@ -40,7 +40,7 @@ _EXPORTS = {
     "BBox": "lamap._inputs",
     "as_bbox": "lamap._inputs",
     "as_date": "lamap._inputs",
-    "ClusterSpec": "lamap.cluster",
+    "ClusterSpec": "lamap.runtime",
     "open_catalog": "lamap.catalog",
     "search": "lamap.catalog",
     "FeatureSpec": "lamap.features",
@@ -94,10 +94,10 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from lamap._inputs import BBox, as_bbox, as_date
     from lamap.catalog import open_catalog, search
-    from lamap.cluster import ClusterSpec
     from lamap.errors import InputError, LamapError, LamapWarning
     from lamap.export import export_cog, info, open_store, quicklook, read_lai
     from lamap.features import FeatureSpec
     from lamap.grid import Grid, Tile, get_grid
     from lamap.mapping import MapOptions, MapReport, map_lai, plan_map
+    from lamap.runtime import ClusterSpec
     from lamap.store import LaiStore

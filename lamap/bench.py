@@ -37,11 +37,11 @@ import numpy as np
 from lamap._peaks import peaks
 from lamap.blocks import halo_factor
 from lamap.catalog.local import World, WorldSpec, generate_world, load_world
-from lamap.cluster import ClusterSpec
 from lamap.features import FeatureSpec
 from lamap.grid import Grid, Tile
 from lamap.infer import DEFAULT_BATCH, predict_array, set_layout
 from lamap.model import load_checkpoint, recommended_halo
+from lamap.runtime import ClusterSpec
 
 __all__ = ["BenchReport", "model_throughput", "run_bench", "table"]
 

@@ -15,10 +15,10 @@ import numpy as np
 from lamap.blocks import BlockJob, block_windows
 from lamap.catalog import SearchResult, open_catalog, search
 from lamap.catalog.local import World
-from lamap.cluster import ClusterSpec
 from lamap.features import FeatureSpec
 from lamap.grid import Grid, Tile
 from lamap.infer import ModelRef
+from lamap.runtime import ClusterSpec
 from lamap.tileplan import SceneIndex, TilePlan, plan_tile
 from lamap.timesteps import TimeSteps, search_window
 

@@ -19,6 +19,7 @@ __all__ = [
     "SyntheticModelWarning",
     "TileError",
     "TrainingError",
+    "StoreError",
 ]
 
 
@@ -40,6 +41,10 @@ class CatalogError(LamapError):
 
 class NoInputError(LamapError):
     """No suitable Sentinel-1/Sentinel-2 acquisitions exist for a request."""
+
+
+class StoreError(LamapError):
+    """A store is missing, is not a lamap store, or does not hold what was asked for."""
 
 
 class LamapWarning(UserWarning):

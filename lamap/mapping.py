@@ -30,13 +30,13 @@ import xarray as xr
 from lamap._inputs import BBox, as_bbox, as_date
 from lamap.blocks import has_input, model_window
 from lamap.catalog import CatalogProfile, SearchResult, open_catalog, search
-from lamap.cluster import ClusterSpec, dashboard_link, get_client
 from lamap.cube import CubeWindow, tile_cubes
 from lamap.errors import InputError, SyntheticModelWarning
 from lamap.features import FeatureSpec, build_features
 from lamap.grid import DEFAULT_GRID, Grid, Tile, Window, get_grid, resolve_grid
 from lamap.infer import DEFAULT_BATCH, PRECISIONS, ModelRef, predict
 from lamap.runner import DEFAULT_RETRIES, RunContext, run_tiles
+from lamap.runtime import ClusterSpec, dashboard_link, get_client
 from lamap.store import LaiStore, Source
 from lamap.tileplan import PlanOptions, PlanSummary, SceneIndex, iter_plans
 from lamap.timesteps import (

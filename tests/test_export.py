@@ -14,11 +14,11 @@ from PIL import Image
 from rio_cogeo.cogeo import cog_validate
 
 from lamap.cli.main import main as cli
-from lamap.cluster import ClusterSpec
 from lamap.export import LEGEND_MIN_HEIGHT, LEGEND_WIDTH, export_cog, info, quicklook
 from lamap.grid import Grid, Window
 from lamap.mapping import map_lai
 from lamap.model import file_sha256
+from lamap.runtime import ClusterSpec
 from lamap.store import LaiStore, StoreError
 from lamap.synthetic.world import World
 

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from lamap.cluster import ClusterSpec
 from lamap.grid import Grid
 from lamap.mapping import MapOptions, map_lai
+from lamap.runtime import ClusterSpec
 from lamap.store import LaiStore
 from lamap.synthetic.world import World
 

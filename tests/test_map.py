@@ -12,10 +12,10 @@ import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
 from lamap.catalog import open_catalog, search
-from lamap.cluster import ClusterSpec
 from lamap.cube import CubeWindow, scl_cube
 from lamap.mapping import map_lai
 from lamap.model import file_sha256
+from lamap.runtime import ClusterSpec
 from lamap.synthetic.world import World
 from lamap.timesteps import s2_days
 

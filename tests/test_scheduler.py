@@ -26,13 +26,13 @@ import xarray as xr
 from dask.utils import key_split
 
 from lamap.catalog import open_catalog, search
-from lamap.cluster import ClusterSpec
 from lamap.features import FeatureSpec
 from lamap.grid import Grid
 from lamap.infer import ModelRef
 from lamap.mapping import MapReport, tile_arrays
 from lamap.mapping import map_lai as run_map
 from lamap.model import ModelConfig, recommended_halo
+from lamap.runtime import ClusterSpec
 from lamap.store import LaiStore
 from lamap.synthetic.world import World
 from lamap.timesteps import TimeSteps, plan_time_steps, search_window

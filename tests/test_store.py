@@ -8,20 +8,23 @@ import pickle
 import subprocess
 import sys
 import time
+import uuid
 import warnings
 from pathlib import Path
 
 import dask
 import dask.array as da
+import fsspec
 import numpy as np
 import pytest
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
+import zarr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyproj import CRS
 
-import lamap.store as store_module
+import lamap.store.schema as schema_module
 from lamap.errors import GridError, InputError
 from lamap.grid import EUROPE, Grid, Tile, Window, get_grid
 from lamap.store import LAI_VALID_RANGE, LaiStore, Source, StoreError
@@ -392,6 +395,56 @@ def test_done_markers_record_what_produced_each_tile(small: LaiStore) -> None:
 
 
 @NO_WARNINGS
+def test_failed_tiles_are_recorded_and_never_make_zarr_warn(small: LaiStore) -> None:
+    tile = SMALL.get_tile(0, 1)
+    record = small.mark_failed(D1, tile, "reading inputs of block failed")
+    assert record["tile"] == "r0000c0001" and record["date"] == D1
+    assert small.failed_tiles(D1) == {"r0000c0001": "reading inputs of block failed"}
+    assert small.add_date(D2) == 1  # a commit walks the hierarchy, failed records included
+    zarr.open_group(small.url, mode="r").tree()  # as does anyone listing the store
+    small.write_tile(D1, tile, *tile_data(tile, 18))
+    assert small.failed_tiles(D1) == {} and small.is_done(D1, tile)
+    small.mark_failed(D1, "r0000c0000", "first")
+    small.clear_failed(D1, "r0000c0000")
+    small.clear_failed(D1, "r0000c0000")  # forgetting twice is fine
+    assert small.failed_tiles(D1) == {}
+    assert not list(Path(small.url, "lamap").rglob("*.tmp"))
+
+
+@NO_WARNINGS
+def test_a_store_without_a_failed_node_gets_one_at_the_next_commit(small: LaiStore) -> None:
+    node = Path(small.url, "lamap", "failed", "zarr.json")
+    node.unlink()  # as stores created by earlier lamap versions
+    small.mark_failed(D1, "r0000c0001", "lost worker")
+    assert small.add_date(D2) == 1
+    assert node.exists()
+    assert small.failed_tiles(D1) == {"r0000c0001": "lost worker"}  # the records are kept
+    assert xr.open_zarr(small.url).sizes["time"] == 2
+
+
+@NO_WARNINGS
+def test_a_store_on_an_fsspec_url_keeps_data_and_ledger() -> None:
+    url = f"memory://lamap-test-{uuid.uuid4().hex}/lai.zarr"
+    store = LaiStore.create(url, SMALL)
+    try:
+        assert LaiStore.create(url, SMALL) == store and store.url == url
+        assert store.add_date(np.datetime64("2024-06-15T00:00:00.000000000")) == 0
+        tile = SMALL.get_tile(1, 1)
+        lai, source = tile_data(tile, 19)
+        marker = store.write_tile(D1, tile, lai, source, info={"inputs": {}})
+        assert marker["tile"] == "r0001c0001" and store.done_tiles(D1) == ["r0001c0001"]
+        store.mark_failed(D1, "r0000c0000", "timeout")
+        assert store.failed_tiles(D1) == {"r0000c0000": "timeout"}
+        assert store.add_date(D2) == 1
+        rows, cols = tile.window.to_slices()
+        got = LaiStore.open(url).dataset().lai.isel(time=0).values[rows, cols]
+        np.testing.assert_array_equal(got, lai)
+        assert store.record_run(D1)["tiles_done"] == 1
+    finally:
+        fsspec.filesystem("memory").rm(url.removeprefix("memory://").split("/")[0], recursive=True)
+
+
+@NO_WARNINGS
 def test_run_summary_goes_into_the_attributes(small: LaiStore) -> None:
     for tile, day in ((SMALL.get_tile(0, 0), "2024-06-05"), (SMALL.get_tile(0, 1), "2024-06-10")):
         inputs = {"s2": {"t-1": {"day": day, "items": [f"S2_{day}", "S2_x"]}}}
@@ -452,7 +505,7 @@ def test_failed_append_rolls_back_and_keeps_data(
     def broken_commit(*args: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(store_module, "_commit", broken_commit)
+    monkeypatch.setattr(schema_module, "commit", broken_commit)
     with pytest.raises(StoreError, match="cannot add date 2024-06-20.*disk full"):
         small.add_date(D2)
     monkeypatch.undo()
@@ -469,8 +522,8 @@ def test_killed_append_is_invisible_and_repaired_by_the_next(small: LaiStore) ->
     lai, source = tile_data(tile, 17)
     small.write_tile(D1, tile, lai, source)
     script = (
-        "import os, lamap.store as s\n"
-        "s._commit = lambda *a: os._exit(3)\n"
+        "import os, lamap.store as s, lamap.store.schema as schema\n"
+        "schema.commit = lambda *a: os._exit(3)\n"
         f"s.LaiStore.open({small.url!r}).add_date({D2!r})\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -139,8 +139,8 @@ def map_(
     Example (offline demo): lamap map --catalog demo-world --bbox 5.96,48.67,6.04,48.73
     --date 2024-05-20 --out lai.zarr
     """
-    from lamap.cluster import ClusterSpec
     from lamap.mapping import MapOptions, choose_grid, map_lai, plan_map
+    from lamap.runtime import ClusterSpec
 
     chosen = choose_grid(grid, crs, resolution)
     if dry_run:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from lamap.errors import CheckpointError, InputError
 from lamap.model.config import ModelConfig
 from lamap.model.device import DeviceLike, resolve_device
 from lamap.model.network import ARCHITECTURE, FusedLAINet
+from lamap.runtime import write_atomic
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -173,21 +173,12 @@ def _check_spec_fits(config: ModelConfig, spec: Mapping[str, Any]) -> None:
 
 def _atomic_save(payload: dict[str, Any], path: Path) -> None:
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        write_atomic(path, lambda handle: torch.save(payload, handle))
     except OSError as err:
         raise CheckpointError(
             f"cannot write checkpoint {path}: {err.strerror}; check that the directory "
             "exists and is writable"
         ) from err
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: str | os.PathLike[str], *,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -10,6 +9,8 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+
+from lamap.runtime import atomic_path
 
 __all__ = ["write_cog"]
 
@@ -44,7 +45,6 @@ def write_cog(
         Internal tile edge in pixels.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     profile = {
         "driver": "COG",
         "width": data.shape[1],
@@ -61,9 +61,12 @@ def write_cog(
         "overview_count": _overview_count(max(data.shape), blocksize),
         "num_threads": 1,
     }
-    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(tmp, "w", **profile) as dst:
+    with (
+        atomic_path(path) as tmp,
+        rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+        rasterio.open(tmp, "w", **profile) as dst,
+    ):
         dst.write(data, 1)
-    os.replace(tmp, path)
 
 
 def _overview_count(size: int, blocksize: int) -> int:

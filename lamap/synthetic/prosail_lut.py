@@ -30,7 +30,6 @@ import hashlib
 import itertools
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -41,6 +40,7 @@ import numpy as np
 import prosail
 
 from lamap.errors import InputError, LamapWarning
+from lamap.runtime import write_atomic
 
 __all__ = [
     "S2_BANDS",
@@ -315,17 +315,9 @@ def _load_terms(path: Path, spec: CanopyLutSpec) -> np.ndarray | None:
 
 def _save_terms(path: Path, terms: np.ndarray) -> None:
     """Write the table atomically: to a temporary file in the same folder, then rename."""
-    temporary: Path | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-        temporary = Path(name)
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, terms=terms)
-        os.replace(temporary, path)
+        write_atomic(path, lambda stream: np.savez(stream, terms=terms), make_dirs=True)
     except OSError as err:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
         warnings.warn(
             f"Could not cache the PROSAIL table in {path.parent} ({err}); it will be rebuilt "
             "next time. Set LAMAP_CACHE_DIR to a writable folder to keep it.",

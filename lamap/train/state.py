@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 import pickle
-import tempfile
 import time
 import zipfile
 from collections import Counter
@@ -30,6 +29,7 @@ from torch import nn
 
 from lamap.errors import InputError, TrainingError
 from lamap.model import FusedLAINet, load_checkpoint, save_checkpoint
+from lamap.runtime import write_atomic
 from lamap.train.config import STAGES, Stage, TrainConfig, milestones
 from lamap.train.metrics import ValMetrics
 
@@ -327,14 +327,7 @@ def state_path(out: str | os.PathLike[str]) -> Path:
 
 
 def _atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda handle: torch.save(payload, handle))
 
 
 def _scheduler_state(scheduler: torch.optim.lr_scheduler.MultiStepLR) -> dict[str, Any]:

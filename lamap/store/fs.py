@@ -1,0 +1,65 @@
+"""Where a store lives: its normalised location, its Zarr store and its fsspec file system."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any, Literal, TypeAlias
+
+import fsspec
+import zarr
+from zarr.abc.store import Store
+
+from lamap.errors import InputError
+
+__all__ = ["ProbeState", "filesystem", "normalise_url", "probe", "zarr_store"]
+
+#: What lies at a store's location (see :func:`probe`).
+ProbeState: TypeAlias = Literal["absent", "complete", "incomplete", "foreign"]
+
+
+def normalise_url(url: str | os.PathLike[str]) -> str:
+    """Return an absolute local path, or the URL without a trailing slash.
+
+    Raises
+    ------
+    InputError
+        If ``url`` is empty or not a path.
+    """
+    text = os.fspath(url)
+    if not isinstance(text, str) or not text.strip():
+        raise InputError(f"store location {url!r} must be a path or a URL such as s3://bucket/lai")
+    if fsspec.utils.get_protocol(text) in ("file", "local"):
+        return os.path.abspath(os.path.expanduser(fsspec.core.strip_protocol(text)))
+    return text.rstrip("/")
+
+
+def zarr_store(url: str, options: Mapping[str, Any], *, read_only: bool) -> Store:
+    """Return the Zarr store at a normalised location (local, or fsspec with ``options``)."""
+    if url.startswith("/"):
+        return zarr.storage.LocalStore(url, read_only=read_only)
+    return zarr.storage.FsspecStore.from_url(
+        url, storage_options=dict(options), read_only=read_only
+    )
+
+
+def filesystem(url: str, options: Mapping[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
+    """Return the fsspec file system of a location and the store's root path on it."""
+    fs, root = fsspec.core.url_to_fs(url, **options)
+    return fs, str(root).rstrip("/")
+
+
+def probe(url: str, options: Mapping[str, Any]) -> ProbeState:
+    """Say what lies at ``url``: nothing, a (complete or half-created) lamap store, or else."""
+    fs, root = filesystem(url, options)
+    try:
+        meta = json.loads(fs.cat_file(f"{root}/zarr.json"))
+    except FileNotFoundError:
+        return "foreign" if fs.exists(root) and fs.ls(root, detail=False) else "absent"
+    except ValueError:
+        return "foreign"
+    attrs = meta.get("attributes") if isinstance(meta, dict) else None
+    if not isinstance(attrs, dict) or "lamap_grid" not in attrs:
+        return "foreign"
+    return "complete" if meta.get("consolidated_metadata") else "incomplete"

@@ -1,0 +1,486 @@
+"""The :class:`LaiStore` handle: what callers use to create, grow, write and read a store.
+
+Its methods normalise what users give (dates, tiles, paths) and delegate to the role
+modules: :mod:`~lamap.store.schema` (create, open, time axis, commits),
+:mod:`~lamap.store.write` (shard-aligned region writes) and :mod:`~lamap.store.ledger`
+(done markers, failed tiles, run records).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask
+import xarray as xr
+import zarr
+from dask.base import tokenize
+from dask.delayed import Delayed
+
+from lamap.errors import GridError, StoreError
+from lamap.grid import Grid, Tile, Window
+from lamap.store import schema
+from lamap.store.fs import normalise_url, probe, zarr_store
+from lamap.store.ledger import Ledger, run_summary
+from lamap.store.schema import DateLike, as_day, json_ready
+from lamap.store.write import ArrayLike, BlockWriter, check_window, write_region
+
+__all__ = ["LaiStore"]
+
+
+def _mark_after(
+    ledger: Ledger, day: dt.date, tile_id: str, info: dict[str, Any], written: object
+) -> dict[str, Any]:
+    """Write a tile's done marker once its region is written (``written`` is the dependency)."""
+    return ledger.mark_done(day, tile_id, info)
+
+
+@dataclass(frozen=True)
+class LaiStore:
+    """A handle on a lamap LAI store: cheap, picklable, holding no open file.
+
+    Get one with :meth:`create`, :meth:`open` or :meth:`open_or_create`; the constructor
+    does no I/O and checks nothing.
+
+    Parameters
+    ----------
+    url : str
+        Absolute local path or fsspec URL (``s3://bucket/lai.zarr``) of the store.
+    grid : Grid
+        The store's grid, as recorded in its attributes.
+    storage_options : dict
+        Passed to fsspec for remote URLs (credentials, endpoint).
+    """
+
+    url: str
+    grid: Grid
+    storage_options: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    # ----------------------------------------------------------------- construction
+
+    @classmethod
+    def create(
+        cls,
+        url: str | os.PathLike[str],
+        grid: Grid,
+        *,
+        attrs: Mapping[str, Any] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> LaiStore:
+        """Create the store for a grid (metadata only), or open it if it exists on that grid.
+
+        Creation writes array metadata, the x/y coordinates and the attributes, never a data
+        chunk. A store left half-created by an interrupted creation holds no data and is
+        created again.
+
+        Parameters
+        ----------
+        url : str or os.PathLike
+            Local path or fsspec URL.
+        grid : Grid
+            The output grid.
+        attrs : mapping, optional
+            Extra JSON-ready global attributes (``title``, ``institution``...), applied when
+            the store is created; keys may not start with ``lamap_``.
+        storage_options : mapping, optional
+            fsspec options for remote URLs.
+
+        Returns
+        -------
+        LaiStore
+
+        Raises
+        ------
+        GridError
+            If a store exists at ``url`` on a different grid (listing the differences).
+        StoreError
+            If something else than a lamap store exists at ``url``.
+        InputError
+            If ``attrs`` are not JSON-ready or use reserved keys.
+        """
+        location, options = normalise_url(url), dict(storage_options or {})
+        extra = schema.check_user_attrs(attrs)
+        state = probe(location, options)
+        if state == "complete":
+            return cls.open(location, grid=grid, storage_options=options)
+        if state == "foreign":
+            raise StoreError(
+                f"{location} exists and is not a lamap store (no zarr.json with a lamap grid at "
+                "its root): refusing to overwrite it; choose another output path or remove it"
+            )
+        schema.build(location, options, grid, extra, overwrite=state == "incomplete")
+        return cls(location, grid, options)
+
+    @classmethod
+    def open(
+        cls,
+        url: str | os.PathLike[str],
+        *,
+        grid: Grid | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> LaiStore:
+        """Open an existing store; its grid comes from its attributes.
+
+        Parameters
+        ----------
+        url : str or os.PathLike
+            Local path or fsspec URL.
+        grid : Grid, optional
+            The grid the caller expects; refused if it differs from the store's.
+        storage_options : mapping, optional
+            fsspec options for remote URLs.
+
+        Returns
+        -------
+        LaiStore
+
+        Raises
+        ------
+        StoreError
+            If there is no lamap store at ``url``, or it is damaged.
+        GridError
+            If ``grid`` differs from the store's grid (listing the differences).
+        """
+        location, options = normalise_url(url), dict(storage_options or {})
+        stored = schema.stored_grid(location, schema.open_group(location, options, write=False))
+        if grid is not None:
+            stored.check_same(grid, what=f"the store {location}")
+        return cls(location, stored, options)
+
+    @classmethod
+    def open_or_create(
+        cls,
+        url: str | os.PathLike[str],
+        grid: Grid | None = None,
+        *,
+        attrs: Mapping[str, Any] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> LaiStore:
+        """Open the store, or create it when ``grid`` is given and nothing is there.
+
+        With ``grid=None`` the store must exist and its own grid is used (what a rerun
+        without ``--grid`` wants); otherwise this is :meth:`create`.
+
+        Raises
+        ------
+        StoreError, GridError, InputError
+            As :meth:`open` and :meth:`create`.
+        """
+        if grid is None:
+            return cls.open(url, storage_options=storage_options)
+        return cls.create(url, grid, attrs=attrs, storage_options=storage_options)
+
+    # ----------------------------------------------------------------- reading
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The store's global attributes (committed state)."""
+        return self._group().attrs.asdict()
+
+    @property
+    def dates(self) -> list[dt.date]:
+        """The dates of the time axis, in the order they were added."""
+        return schema.read_dates(self._group())
+
+    def time_index(self, date: DateLike) -> int:
+        """Return the index of ``date`` on the time axis.
+
+        Raises
+        ------
+        StoreError
+            If the date was not added (:meth:`add_date`).
+        """
+        return schema.date_index(self.url, self._group(), as_day(date))
+
+    def dataset(self, **kwargs: Any) -> xr.Dataset:
+        """Open the store lazily with :func:`xarray.open_zarr` (committed state).
+
+        Parameters
+        ----------
+        **kwargs
+            Passed to :func:`xarray.open_zarr` (``chunks``...).
+        """
+        store = zarr_store(self.url, self.storage_options, read_only=True)
+        return xr.open_zarr(store, consolidated=True, **kwargs)
+
+    # ----------------------------------------------------------------- time axis
+
+    def add_date(self, date: DateLike) -> int:
+        """Return the index of ``date`` on the time axis, appending it if new.
+
+        Appending grows ``lai``, ``source`` and ``time`` by one step (metadata only: the new
+        slice reads as NaN / no_input) and commits; existing dates and data are untouched.
+        Call it from one process (the driver) before building the writes of that date.
+
+        Returns
+        -------
+        int
+            The index of the date (existing dates keep theirs).
+
+        Raises
+        ------
+        StoreError
+            If the store cannot be opened or written.
+        """
+        return schema.append_date(self.url, self.storage_options, as_day(date))
+
+    # ----------------------------------------------------------------- writing
+
+    def write_region(
+        self,
+        date: DateLike,
+        window: Window,
+        lai: ArrayLike,
+        source: ArrayLike,
+        *,
+        compute: bool = True,
+    ) -> Delayed | None:
+        """Write ``lai`` and ``source`` of one date into a shard-aligned window.
+
+        Only the shards inside the window change, each replaced whole, so writing the same
+        window again is idempotent and neighbouring windows never interfere. Every block is
+        checked against the store contract (flags 0-2, ``lai`` NaN exactly where
+        ``source`` is 0, finite values in :data:`LAI_VALID_RANGE`) before it is written.
+
+        Parameters
+        ----------
+        date : date or str
+            A date already on the time axis (:meth:`add_date`).
+        window : Window
+            Inside the grid, with edges on shard boundaries (or the grid's last row/col).
+        lai, source : numpy.ndarray or dask.array.Array or xarray.DataArray
+            2-D ``(y, x)`` arrays of the window's shape: LAI (floats, cast to float32) and
+            :class:`Source` flags (integers). Dask blocks must not cut a shard
+            (``rechunk(grid.shard)`` makes them fit); each block is written by its own task.
+        compute : bool
+            Write now, or return a :class:`dask.delayed.Delayed` that writes when computed
+            (and returns the window), for one compute over many regions.
+
+        Returns
+        -------
+        Delayed or None
+            None when ``compute`` is True.
+
+        Raises
+        ------
+        GridError
+            If the window is outside the grid or not aligned with its shards.
+        StoreError
+            If the date is not on the time axis.
+        InputError
+            If an array has the wrong shape, dtype or blocks, or breaks the contract (raised
+            when the block is computed, for dask arrays).
+        """
+        check_window(self.grid, window)
+        return write_region(
+            self.block_writer(date), self.grid, window, lai, source, compute=compute
+        )
+
+    def write_tile(
+        self,
+        date: DateLike,
+        tile: Tile | str,
+        lai: ArrayLike,
+        source: ArrayLike,
+        *,
+        info: Mapping[str, Any] | None = None,
+        compute: bool = True,
+    ) -> Delayed | dict[str, Any]:
+        """Write one tile of one date, then mark it done.
+
+        The tile's done marker is cleared first (a rewrite that fails leaves the tile not
+        done) and written after its region, by a task that depends on the region's writes.
+
+        Parameters
+        ----------
+        date : date or str
+            A date already on the time axis (:meth:`add_date`).
+        tile : Tile or str
+            A tile of the store's grid, or its id.
+        lai, source : array-like
+            As for :meth:`write_region`, with the tile's shape.
+        info : mapping, optional
+            JSON-ready record of what produced the tile, kept in the marker: by convention
+            ``{"inputs": TimeSteps.to_dict(), "model": {"id": ..., "sha256": ...}}``.
+        compute : bool
+            Write now, or return a Delayed that writes region and marker when computed.
+
+        Returns
+        -------
+        dict or Delayed
+            The marker written (see :meth:`date_info`), or a Delayed giving it.
+
+        Raises
+        ------
+        GridError, StoreError, InputError
+            As :meth:`write_region`, and if the tile is not of this grid or ``info`` is not
+            JSON-ready.
+        """
+        day, checked = as_day(date), self._tile(tile)
+        payload = json_ready(info or {}, f"info of tile {checked.id}")
+        written = self.write_region(day, checked.window, lai, source, compute=False)
+        assert written is not None
+        self.ledger.clear_done(day, checked.id)
+        token = tokenize(self.url, day, checked.id, payload, written.key)
+        marker = dask.delayed(_mark_after, pure=True)(
+            self.ledger, day, checked.id, payload, written, dask_key_name=f"lamap-done-{token}"
+        )
+        return marker.compute() if compute else marker
+
+    # ----------------------------------------------------------------- bookkeeping
+
+    @property
+    def ledger(self) -> Ledger:
+        """The store's done markers and failed-tile records, by exact date and tile id.
+
+        The methods below take any :data:`DateLike` and a tile or its id, and delegate to it.
+        """
+        return Ledger(self.url, self.grid, self.storage_options)
+
+    def mark_done(
+        self, date: DateLike, tile: Tile | str, info: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Record that a tile of a date is written (atomically; rewrites replace it).
+
+        :meth:`write_tile` does this after the tile's data; call it yourself only after
+        writing the tile's region with :meth:`write_region`.
+
+        Returns
+        -------
+        dict
+            The marker written: ``date``, ``tile``, ``window``, ``done_at``, ``lamap_version``
+            and ``info``.
+
+        Raises
+        ------
+        StoreError
+            If the date is not on the time axis.
+        GridError, InputError
+            If the tile is not of this grid or ``info`` is not JSON-ready.
+        """
+        day, checked = as_day(date), self._tile(tile)
+        self.time_index(day)
+        return self.ledger.mark_done(day, checked.id, json_ready(info or {}, "info"))
+
+    def clear_done(self, date: DateLike, tile: Tile | str) -> None:
+        """Forget that a tile of a date is done (nothing happens if it was not)."""
+        self.ledger.clear_done(as_day(date), self._tile(tile).id)
+
+    def block_writer(self, date: DateLike) -> BlockWriter:
+        """Return a small picklable writer of shard-aligned blocks of ``date``.
+
+        Its ``write(window, lai, source)`` is what a block task calls on a worker; the
+        window must be shard-aligned (one task per shard).
+
+        Raises
+        ------
+        StoreError
+            If the date is not on the time axis.
+        """
+        group = schema.open_group(self.url, self.storage_options, write=True)
+        index = schema.date_index(self.url, group, as_day(date))
+        lai, source = schema.array(group, "lai"), schema.array(group, "source")
+        return BlockWriter(self.url, index, lai, source)
+
+    def mark_failed(self, date: DateLike, tile: Tile | str, reason: str) -> dict[str, Any]:
+        """Record in the store's ledger that a tile of a date failed, and why.
+
+        A failed tile is not done: the next run of the date maps it again, and marking it
+        done clears the record.
+
+        Returns
+        -------
+        dict
+            The record written: ``date``, ``tile``, ``reason``, ``failed_at`` and
+            ``lamap_version``.
+
+        Raises
+        ------
+        GridError
+            If the tile is not of this grid.
+        """
+        return self.ledger.mark_failed(as_day(date), self._tile(tile).id, reason)
+
+    def failed_tiles(self, date: DateLike) -> dict[str, str]:
+        """Return the tiles recorded as failed for a date (id → reason), sorted."""
+        return self.ledger.failed_tiles(as_day(date))
+
+    def clear_failed(self, date: DateLike, tile: Tile | str) -> None:
+        """Forget that a tile of a date failed (nothing happens if it did not)."""
+        self.ledger.clear_failed(as_day(date), self._tile(tile).id)
+
+    def is_done(self, date: DateLike, tile: Tile | str) -> bool:
+        """Return whether a tile of a date is marked done."""
+        return self.ledger.is_done(as_day(date), self._tile(tile).id)
+
+    def done_tiles(self, date: DateLike) -> list[str]:
+        """Return the ids of the tiles marked done for a date, sorted (row, col)."""
+        return self.ledger.done_tiles(as_day(date))
+
+    def date_info(self, date: DateLike) -> dict[str, dict[str, Any]]:
+        """Return the done markers of a date by tile id: what produced every tile.
+
+        Raises
+        ------
+        StoreError
+            If a marker cannot be read (clear it with :meth:`clear_done` and remap the tile).
+        """
+        return self.ledger.date_info(as_day(date))
+
+    def record_run(
+        self, date: DateLike, *, model: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Summarise a date's done tiles into the attributes (end of a run, driver only).
+
+        Sets ``lamap_version``, ``lamap_model`` (if given) and ``lamap_dates[date]`` =
+        ``{"tiles_done", "model", "inputs", "lamap_version", "updated"}`` where ``inputs``
+        maps each top-level key of the markers' ``info["inputs"]`` (``s1``, ``s2`` for
+        :meth:`TimeSteps.to_dict`) to the acquisition ``days`` used and the number of
+        distinct ``items``. The attributes are rewritten with the committed metadata in one
+        atomic write.
+
+        Parameters
+        ----------
+        date : date or str
+            A date on the time axis.
+        model : mapping, optional
+            JSON-ready model identity, e.g. ``{"id": "fused-v1", "sha256": "..."}``.
+
+        Returns
+        -------
+        dict
+            The summary stored for the date.
+
+        Raises
+        ------
+        StoreError
+            If the date is not on the time axis or markers cannot be read.
+        """
+        day = as_day(date)
+        self.time_index(day)
+        model_record = None if model is None else json_ready(model, "model")
+        summary = run_summary(self.ledger.date_info(day), model_record)
+        schema.record_date(self.url, self.storage_options, day, summary, model_record)
+        return summary
+
+    # ----------------------------------------------------------------- private
+
+    def _group(self) -> zarr.Group:
+        return schema.open_group(self.url, self.storage_options, write=False)
+
+    def _tile(self, tile: Tile | str) -> Tile:
+        if isinstance(tile, str):
+            return self.grid.tile_from_id(tile)
+        if not isinstance(tile, Tile) or tile.grid != self.grid:
+            raise GridError(
+                f"{tile!r} is not a tile of the store's grid {self.grid.label}: take tiles from "
+                "store.grid (e.g. store.grid.tiles_for_bbox(bbox))"
+            )
+        return tile
+
+    def __repr__(self) -> str:
+        """Return ``LaiStore('/data/lai.zarr', grid='europe')`` (no I/O)."""
+        return f"LaiStore({self.url!r}, grid={self.grid.name!r})"

@@ -1,0 +1,484 @@
+"""The store's schema: creating and opening it, CF and CRS metadata, the time axis, commits.
+
+The consolidated metadata in the root ``zarr.json`` is the commit record: :func:`commit`
+re-consolidates, which replaces that object in one atomic write, and :func:`open_group`
+opens the committed state only. See :mod:`lamap.store` for the layout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import warnings
+from collections.abc import Iterator, Mapping
+from enum import IntEnum
+from typing import Any, Literal, TypeAlias, cast
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+import lamap
+from lamap._inputs import as_date
+from lamap.errors import GridError, InputError, StoreError
+from lamap.grid import Grid
+from lamap.store.fs import zarr_store
+
+__all__ = [
+    "DONE_NODE",
+    "FAILED_NODE",
+    "LAI_VALID_RANGE",
+    "STORE_LAYOUT",
+    "TIME_UNITS",
+    "DateLike",
+    "Source",
+    "append_date",
+    "array",
+    "as_day",
+    "build",
+    "check_user_attrs",
+    "commit",
+    "date_index",
+    "json_ready",
+    "now",
+    "open_group",
+    "read_dates",
+    "record_date",
+    "rollback",
+    "stored_grid",
+]
+
+#: A date: ``datetime.date``, ``numpy.datetime64`` or ``"YYYY-MM-DD"``.
+DateLike: TypeAlias = "dt.date | np.datetime64 | str"
+
+#: Version of the on-disk layout, written into the store's attributes.
+STORE_LAYOUT = 1
+#: The CF ``valid_min``/``valid_max`` of ``lai``; writes outside it are refused.
+LAI_VALID_RANGE = (0.0, 8.0)
+
+TIME_UNITS = "days since 1970-01-01"
+_EPOCH = dt.date(1970, 1, 1)
+_TIME_CHUNK = 4096
+_TIME_FILL = int(np.iinfo(np.int64).min)
+_DIMS = ("time", "y", "x")
+_GROWING = ("lai", "source", "time")
+_REQUIRED = ("lai", "source", "time", "x", "y", "spatial_ref")
+#: The ledger's folders: 0-d arrays' folders, whose contents Zarr never lists (see ledger).
+DONE_NODE = "lamap/done"
+FAILED_NODE = "lamap/failed"
+_LEDGER_NODES: dict[str, dict[str, Any]] = {
+    "done": {
+        "description": "tiles written completely, one marker per tile and date",
+        "layout": "done/<YYYY-MM-DD>/<tile id>.json inside this array's folder",
+    },
+    "failed": {
+        "description": "tiles that failed, one record (with the reason) per tile and date",
+        "layout": "failed/<YYYY-MM-DD>/<tile id>.json inside this array's folder",
+    },
+}
+_FLOATS = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
+_FLAGS = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+
+
+class Source(IntEnum):
+    """Flags of the ``source`` variable: where each LAI pixel comes from.
+
+    ``lai`` is finite exactly where ``source`` is not ``NO_INPUT``; writes are checked.
+    """
+
+    #: No estimate: no usable input (outside the swaths, nodata) or not mapped; ``lai`` NaN.
+    NO_INPUT = 0
+    #: SNAP LAI from clear Sentinel-2 reflectance of the date itself.
+    OBSERVED = 1
+    #: Predicted by the fused model (cloud, shadow, or no Sentinel-2 at the date).
+    FILLED = 2
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def now() -> str:
+    """Return the current UTC time as ``YYYY-MM-DDTHH:MM:SSZ``."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def as_day(value: DateLike) -> dt.date:
+    """Return a store date as a day: what :func:`lamap._inputs.as_date` reads, or datetime64.
+
+    Raises
+    ------
+    InputError
+        If ``value`` is not a date.
+    """
+    if isinstance(value, np.datetime64):
+        return as_date(str(value.astype("datetime64[D]")))
+    return as_date(value)
+
+
+def json_ready(value: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """Return a JSON round-trip of a mapping.
+
+    Raises
+    ------
+    InputError
+        If it holds something JSON cannot store (naming ``what``).
+    """
+    try:
+        return dict(json.loads(json.dumps(dict(value), allow_nan=False)))
+    except (TypeError, ValueError) as err:
+        raise InputError(
+            f"{what} cannot be stored as JSON ({err}): give only str, int, float (finite), "
+            "bool, None, lists and dicts, e.g. TimeSteps.to_dict()"
+        ) from err
+
+
+@contextlib.contextmanager
+def _quiet_zarr() -> Iterator[None]:
+    """Silence zarr's warning that consolidated metadata is not in the v3 specification."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        yield
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def _root_attrs(grid: Grid, extra: Mapping[str, Any]) -> dict[str, Any]:
+    version = lamap.__version__
+    attrs: dict[str, Any] = {
+        "Conventions": "CF-1.10",
+        "title": f"Leaf area index at {grid.resolution:g} m",
+        "source": f"lamap {version}: Sentinel-1 and Sentinel-2 fused by a multi-temporal network",
+        "history": f"{now()} created by lamap {version}",
+        "lamap_store_layout": STORE_LAYOUT,
+        "lamap_version": version,
+        "lamap_grid": grid.to_dict(),
+        "lamap_dates": {},
+    }
+    attrs.update(extra)
+    return attrs
+
+
+def check_user_attrs(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return a user's extra global attributes, JSON-ready.
+
+    Raises
+    ------
+    InputError
+        If they are not JSON-ready or use the reserved prefix ``lamap_``.
+    """
+    extra = json_ready(attrs or {}, "attrs")
+    reserved = sorted(key for key in extra if key.startswith("lamap_"))
+    if reserved:
+        raise InputError(
+            f"attrs {reserved} use the prefix 'lamap_', which the store keeps for itself: "
+            "rename them"
+        )
+    return extra
+
+
+def _data_attrs() -> dict[str, dict[str, Any]]:
+    shared = {"grid_mapping": "spatial_ref", "coordinates": "spatial_ref"}
+    lai = {
+        "standard_name": "leaf_area_index",
+        "long_name": "leaf area index (one-sided green leaf area per unit ground area)",
+        "units": "m2 m-2",
+        "valid_min": LAI_VALID_RANGE[0],
+        "valid_max": LAI_VALID_RANGE[1],
+        **shared,
+    }
+    source = {
+        "long_name": "source of the leaf area index value",
+        "flag_values": [int(flag) for flag in Source],
+        "flag_meanings": " ".join(flag.name.lower() for flag in Source),
+        "comment": (
+            "no_input: no estimate, lai is NaN; observed: SNAP LAI of clear Sentinel-2 "
+            "reflectance at the date; filled: predicted by the fused Sentinel-1/Sentinel-2 model"
+        ),
+        **shared,
+    }
+    return {"lai": lai, "source": source}
+
+
+def _axis_attrs(axis: Literal["x", "y"]) -> dict[str, Any]:
+    return {
+        "standard_name": f"projection_{axis}_coordinate",
+        "long_name": f"{axis} coordinate of projection (pixel centre)",
+        "units": "m",
+        "axis": axis.upper(),
+    }
+
+
+def _crs_attrs(grid: Grid) -> dict[str, Any]:
+    """CF grid mapping plus what GDAL and rioxarray read (``spatial_ref``, ``GeoTransform``)."""
+    attrs = dict(grid.pyproj_crs.to_cf())
+    attrs["spatial_ref"] = attrs["crs_wkt"]
+    attrs["GeoTransform"] = " ".join(repr(float(v)) for v in grid.transform.to_gdal())
+    return attrs
+
+
+# --------------------------------------------------------------------------- creation
+
+
+def build(
+    url: str, options: Mapping[str, Any], grid: Grid, extra: Mapping[str, Any], *, overwrite: bool
+) -> None:
+    """Create a store's metadata (no data chunk); the final consolidation commits it."""
+    store = zarr_store(url, options, read_only=False)
+    attrs = _root_attrs(grid, extra)
+    group = zarr.create_group(store, attributes=attrs, overwrite=overwrite, zarr_format=3)
+    _create_arrays(group, grid)
+    commit(url, options)
+
+
+def _create_arrays(group: zarr.Group, grid: Grid) -> None:
+    """Create every node of the layout; only x, y (and no data chunk) are written."""
+    _create_data_vars(group, grid)
+    _create_coords(group, grid)
+    bookkeeping = group.create_group("lamap", attributes={"description": "lamap bookkeeping"})
+    for name in _LEDGER_NODES:
+        _create_ledger_node(bookkeeping, name)
+
+
+def _create_ledger_node(group: zarr.Group, name: str) -> None:
+    group.create_array(
+        name, shape=(), dtype="uint8", fill_value=0, attributes=_LEDGER_NODES[name]
+    )
+
+
+def _add_missing_ledger_nodes(url: str, options: Mapping[str, Any]) -> None:
+    """Give a store the ledger arrays it lacks (stores of earlier lamap have no 'failed').
+
+    Records in a folder without array metadata make zarr warn that the folder "is not
+    recognized as a component of a Zarr hierarchy" whenever it walks the hierarchy, as
+    every commit does.
+    """
+    group = zarr.open_group(
+        zarr_store(url, options, read_only=False),
+        path="lamap",
+        mode="r+",
+        use_consolidated=False,
+        zarr_format=3,
+    )
+    for name in _LEDGER_NODES:
+        if name not in group:  # reads the node's zarr.json only; the records stay
+            _create_ledger_node(group, name)
+
+
+def _create_data_vars(group: zarr.Group, grid: Grid) -> None:
+    rows, cols = grid.shape
+    chunks, shards = (1, grid.chunk, grid.chunk), (1, grid.shard, grid.shard)
+    attrs = _data_attrs()
+    for name, dtype, fill, codec in (
+        ("lai", "float32", np.nan, _FLOATS),
+        ("source", "uint8", int(Source.NO_INPUT), _FLAGS),
+    ):
+        group.create_array(
+            name, shape=(0, rows, cols), dtype=dtype, fill_value=fill, compressors=[codec],
+            chunks=chunks, shards=shards, dimension_names=_DIMS, attributes=attrs[name],
+        )  # fmt: skip
+
+
+def _create_coords(group: zarr.Group, grid: Grid) -> None:
+    group.create_array(
+        "time", shape=(0,), chunks=(_TIME_CHUNK,), dtype="int64", fill_value=_TIME_FILL,
+        dimension_names=("time",), attributes={
+            "standard_name": "time", "long_name": "mapped date", "axis": "T",
+            "units": TIME_UNITS, "calendar": "proleptic_gregorian",
+        },
+    )  # fmt: skip
+    group.create_array(
+        "spatial_ref", shape=(), dtype="int64", fill_value=0, attributes=_crs_attrs(grid)
+    )
+    axes: tuple[tuple[Literal["x", "y"], np.ndarray], ...] = (
+        ("x", grid.x_coords(grid.window)),
+        ("y", grid.y_coords(grid.window)),
+    )
+    for axis, values in axes:
+        coord = group.create_array(
+            axis, shape=values.shape, chunks=values.shape, dtype="float64", fill_value=np.nan,
+            compressors=[_FLOATS], dimension_names=(axis,), attributes=_axis_attrs(axis),
+        )  # fmt: skip
+        coord[:] = values
+
+
+def commit(url: str, options: Mapping[str, Any]) -> None:
+    """Re-consolidate: publish every array's metadata in one atomic write of the root."""
+    with _quiet_zarr():
+        zarr.consolidate_metadata(zarr_store(url, options, read_only=False))
+
+
+# --------------------------------------------------------------------------- opening
+
+
+def open_group(url: str, options: Mapping[str, Any], *, write: bool) -> zarr.Group:
+    """Open the root group on its committed (consolidated) metadata.
+
+    Raises
+    ------
+    StoreError
+        If there is no store at ``url``.
+    """
+    try:
+        return zarr.open_group(
+            zarr_store(url, options, read_only=not write),
+            mode="r+" if write else "r",
+            use_consolidated=True,
+            zarr_format=3,
+        )
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        raise StoreError(
+            f"no lamap store at {url} ({err}): create one with LaiStore.create(url, grid) "
+            "(lamap map creates it), or check the path"
+        ) from err
+
+
+def stored_grid(url: str, group: zarr.Group) -> Grid:
+    """Return the grid recorded in an open store, checking its layout and arrays.
+
+    Raises
+    ------
+    StoreError
+        If the group is not a lamap store, is of a newer layout, or is damaged.
+    """
+    attrs = group.attrs.asdict()
+    layout = attrs.get("lamap_store_layout")
+    if "lamap_grid" not in attrs or not isinstance(layout, int):
+        raise StoreError(
+            f"{url} is a Zarr store but not a lamap store (no 'lamap_grid' attribute): "
+            "write to a new path"
+        )
+    if layout > STORE_LAYOUT:
+        raise StoreError(
+            f"the store {url} has layout {layout}, newer than this lamap ({lamap.__version__}) "
+            f"reads (layout {STORE_LAYOUT}): upgrade lamap"
+        )
+    try:
+        grid = Grid.from_dict(cast(Mapping[str, Any], attrs["lamap_grid"]))
+    except GridError as err:
+        raise StoreError(f"the grid recorded in the store {url} is invalid: {err}") from err
+    _check_members(url, group, grid)
+    return grid
+
+
+def _check_members(url: str, group: zarr.Group, grid: Grid) -> None:
+    missing = [name for name in _REQUIRED if name not in group]
+    if missing:
+        raise StoreError(
+            f"the store {url} lacks the arrays {missing}: it is damaged or not a lamap store; "
+            "write to a new path"
+        )
+    shapes = {name: tuple(array(group, name).shape[1:]) for name in ("lai", "source")}
+    if any(shape != grid.shape for shape in shapes.values()):
+        raise StoreError(
+            f"the arrays of the store {url} have (y, x) shapes {shapes}, not the shape "
+            f"{grid.shape} of its grid: the store is damaged; write to a new path"
+        )
+
+
+def array(group: zarr.Group, name: str) -> zarr.Array:
+    """Return the array ``name`` of a group (StoreError if it is a group)."""
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise StoreError(f"'{name}' in the store at {group.store} is a group, not an array")
+    return node
+
+
+# --------------------------------------------------------------------------- time axis
+
+
+def read_dates(group: zarr.Group) -> list[dt.date]:
+    """Return the dates of the time axis, in the order they were added."""
+    values = np.asarray(array(group, "time")[...], dtype=np.int64)
+    return [_EPOCH + dt.timedelta(days=int(value)) for value in values]
+
+
+def date_index(url: str, group: zarr.Group, day: dt.date) -> int:
+    """Return the index of ``day`` on the time axis.
+
+    Raises
+    ------
+    StoreError
+        If the date was not added; the message lists the dates held and the fix.
+    """
+    dates = read_dates(group)
+    if day not in dates:
+        raise StoreError(
+            f"date {day} is not in the store {url}, which holds {_dates_text(dates)}: "
+            f"add it with store.add_date('{day}') (in the driver process) before writing"
+        )
+    return dates.index(day)
+
+
+def _dates_text(dates: list[dt.date]) -> str:
+    if not dates:
+        return "no date yet"
+    shown = ", ".join(day.isoformat() for day in dates[:5])
+    return f"{len(dates)} date(s): {shown}{', ...' if len(dates) > 5 else ''}"
+
+
+def append_date(url: str, options: Mapping[str, Any], day: dt.date) -> int:
+    """Return the index of ``day``, appending it (grow, write the time value, commit) if new.
+
+    An exception rolls the arrays' metadata back to the committed state.
+
+    Raises
+    ------
+    StoreError
+        If the store cannot be opened or written.
+    """
+    group = open_group(url, options, write=True)
+    dates = read_dates(group)
+    if day in dates:
+        return dates.index(day)
+    try:
+        _grow(url, options, group, day, len(dates))
+    except BaseException as err:
+        with contextlib.suppress(Exception):  # the original error is the one to report
+            rollback(url, options)
+        if isinstance(err, OSError):
+            raise StoreError(f"cannot add date {day} to the store {url}: {err}") from err
+        raise
+    return len(dates)
+
+
+def _grow(
+    url: str, options: Mapping[str, Any], group: zarr.Group, day: dt.date, index: int
+) -> None:
+    """Grow the arrays from their committed shapes, write the time value, commit."""
+    arrays = {name: array(group, name) for name in _GROWING}
+    for grown in arrays.values():
+        grown.resize((index + 1, *grown.shape[1:]))
+    arrays["time"][index] = (day - _EPOCH).days
+    _add_missing_ledger_nodes(url, options)
+    commit(url, options)
+
+
+def rollback(url: str, options: Mapping[str, Any]) -> None:
+    """Rewrite the growing arrays' metadata from the committed (consolidated) one.
+
+    Resizing to the same shape writes the metadata and deletes no chunk; shrinking with
+    ``Array.resize`` would enumerate every shard of the old shape.
+    """
+    group = open_group(url, options, write=True)
+    for name in _GROWING:
+        kept = array(group, name)
+        kept.resize(kept.shape)
+
+
+def record_date(
+    url: str,
+    options: Mapping[str, Any],
+    day: dt.date,
+    summary: Mapping[str, Any],
+    model: Mapping[str, Any] | None,
+) -> None:
+    """Store a date's run summary (and the model, if given) in the root attributes."""
+    group = open_group(url, options, write=True)
+    dates = dict(cast(Mapping[str, Any], group.attrs.get("lamap_dates") or {}))
+    dates[day.isoformat()] = dict(summary)
+    update: dict[str, Any] = {"lamap_dates": dates, "lamap_version": lamap.__version__}
+    if model is not None:
+        update["lamap_model"] = dict(model)
+    group.update_attributes(update)
