@@ -27,7 +27,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 
 import lamap
-from lamap._inputs import BBoxLike
+from lamap._inputs import BBoxLike, as_date
 from lamap.errors import ExportError, InputError
 from lamap.grid import Window
 from lamap.store import LAI_VALID_RANGE, DateLike, LaiStore, StoreError
@@ -86,21 +86,9 @@ def _as_store(store: StoreLike) -> LaiStore:
     return store if isinstance(store, LaiStore) else LaiStore.open(store)
 
 
-def _as_day(date: DateLike) -> dt.date:
-    if isinstance(date, dt.datetime):
-        return date.date()
-    if isinstance(date, dt.date):
-        return date
-    text = str(date.astype("datetime64[D]")) if isinstance(date, np.datetime64) else str(date)
-    try:
-        return dt.date.fromisoformat(text.strip())
-    except ValueError:
-        raise InputError(f"{date!r} is not a date; write it as YYYY-MM-DD") from None
-
-
 def _stored_date(store: LaiStore, date: DateLike) -> dt.date:
     """Return the date if the store holds it, else raise StoreError listing what it holds."""
-    day, dates = _as_day(date), store.dates
+    day, dates = as_date(date), store.dates
     if day not in dates:
         held = ", ".join(d.isoformat() for d in sorted(dates)) or "no date yet"
         raise StoreError(
@@ -267,7 +255,7 @@ def export_cog(
     lai_store = _as_store(store)
     path = _check_out(out, (".tif", ".tiff"))
     lai = read_lai(lai_store, date, bbox)
-    day = _as_day(date)
+    day = as_date(date)
     try:
         lai.rio.to_raster(
             path, driver="COG", dtype="float32", tags=_tags(lai_store, day), **_COG_OPTIONS

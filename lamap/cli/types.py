@@ -6,17 +6,18 @@ import datetime as dt
 
 import typer
 
+from lamap._inputs import as_date
+from lamap.errors import InputError
+
 __all__ = ["parse_date", "parse_device", "parse_size"]
 
 
 def parse_date(value: str | dt.date) -> dt.date:
-    """Parse ``YYYY-MM-DD``."""
-    if isinstance(value, dt.date):
-        return value
+    """Parse ``YYYY-MM-DD`` (:func:`lamap._inputs.as_date`) as a command-line parameter."""
     try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date; write it as YYYY-MM-DD") from None
+        return as_date(value)
+    except InputError as err:
+        raise typer.BadParameter(str(err)) from None
 
 
 def parse_size(value: str | int) -> int:

@@ -20,12 +20,13 @@ import zarr
 from dask.base import tokenize
 from dask.delayed import Delayed
 
+from lamap._inputs import as_date
 from lamap.errors import GridError, StoreError
 from lamap.grid import Grid, Tile, Window
 from lamap.store import schema
 from lamap.store.fs import normalise_url, probe, zarr_store
 from lamap.store.ledger import Ledger, run_summary
-from lamap.store.schema import DateLike, as_day, json_ready
+from lamap.store.schema import DateLike, json_ready
 from lamap.store.write import ArrayLike, BlockWriter, check_window, write_region
 
 __all__ = ["LaiStore"]
@@ -193,7 +194,7 @@ class LaiStore:
         StoreError
             If the date was not added (:meth:`add_date`).
         """
-        return schema.date_index(self.url, self._group(), as_day(date))
+        return schema.date_index(self.url, self._group(), as_date(date))
 
     def dataset(self, **kwargs: Any) -> xr.Dataset:
         """Open the store lazily with :func:`xarray.open_zarr` (committed state).
@@ -225,7 +226,7 @@ class LaiStore:
         StoreError
             If the store cannot be opened or written.
         """
-        return schema.append_date(self.url, self.storage_options, as_day(date))
+        return schema.append_date(self.url, self.storage_options, as_date(date))
 
     # ----------------------------------------------------------------- writing
 
@@ -319,7 +320,7 @@ class LaiStore:
             As :meth:`write_region`, and if the tile is not of this grid or ``info`` is not
             JSON-ready.
         """
-        day, checked = as_day(date), self._tile(tile)
+        day, checked = as_date(date), self._tile(tile)
         payload = json_ready(info or {}, f"info of tile {checked.id}")
         written = self.write_region(day, checked.window, lai, source, compute=False)
         assert written is not None
@@ -361,13 +362,13 @@ class LaiStore:
         GridError, InputError
             If the tile is not of this grid or ``info`` is not JSON-ready.
         """
-        day, checked = as_day(date), self._tile(tile)
+        day, checked = as_date(date), self._tile(tile)
         self.time_index(day)
         return self.ledger.mark_done(day, checked.id, json_ready(info or {}, "info"))
 
     def clear_done(self, date: DateLike, tile: Tile | str) -> None:
         """Forget that a tile of a date is done (nothing happens if it was not)."""
-        self.ledger.clear_done(as_day(date), self._tile(tile).id)
+        self.ledger.clear_done(as_date(date), self._tile(tile).id)
 
     def block_writer(self, date: DateLike) -> BlockWriter:
         """Return a small picklable writer of shard-aligned blocks of ``date``.
@@ -381,7 +382,7 @@ class LaiStore:
             If the date is not on the time axis.
         """
         group = schema.open_group(self.url, self.storage_options, write=True)
-        index = schema.date_index(self.url, group, as_day(date))
+        index = schema.date_index(self.url, group, as_date(date))
         lai, source = schema.array(group, "lai"), schema.array(group, "source")
         return BlockWriter(self.url, index, lai, source)
 
@@ -402,23 +403,23 @@ class LaiStore:
         GridError
             If the tile is not of this grid.
         """
-        return self.ledger.mark_failed(as_day(date), self._tile(tile).id, reason)
+        return self.ledger.mark_failed(as_date(date), self._tile(tile).id, reason)
 
     def failed_tiles(self, date: DateLike) -> dict[str, str]:
         """Return the tiles recorded as failed for a date (id → reason), sorted."""
-        return self.ledger.failed_tiles(as_day(date))
+        return self.ledger.failed_tiles(as_date(date))
 
     def clear_failed(self, date: DateLike, tile: Tile | str) -> None:
         """Forget that a tile of a date failed (nothing happens if it did not)."""
-        self.ledger.clear_failed(as_day(date), self._tile(tile).id)
+        self.ledger.clear_failed(as_date(date), self._tile(tile).id)
 
     def is_done(self, date: DateLike, tile: Tile | str) -> bool:
         """Return whether a tile of a date is marked done."""
-        return self.ledger.is_done(as_day(date), self._tile(tile).id)
+        return self.ledger.is_done(as_date(date), self._tile(tile).id)
 
     def done_tiles(self, date: DateLike) -> list[str]:
         """Return the ids of the tiles marked done for a date, sorted (row, col)."""
-        return self.ledger.done_tiles(as_day(date))
+        return self.ledger.done_tiles(as_date(date))
 
     def date_info(self, date: DateLike) -> dict[str, dict[str, Any]]:
         """Return the done markers of a date by tile id: what produced every tile.
@@ -428,7 +429,7 @@ class LaiStore:
         StoreError
             If a marker cannot be read (clear it with :meth:`clear_done` and remap the tile).
         """
-        return self.ledger.date_info(as_day(date))
+        return self.ledger.date_info(as_date(date))
 
     def record_run(
         self, date: DateLike, *, model: Mapping[str, Any] | None = None
@@ -459,7 +460,7 @@ class LaiStore:
         StoreError
             If the date is not on the time axis or markers cannot be read.
         """
-        day = as_day(date)
+        day = as_date(date)
         self.time_index(day)
         model_record = None if model is None else json_ready(model, "model")
         summary = run_summary(self.ledger.date_info(day), model_record)

@@ -20,7 +20,6 @@ import zarr
 from zarr.codecs import BloscCodec
 
 import lamap
-from lamap._inputs import as_date
 from lamap.errors import GridError, InputError, StoreError
 from lamap.grid import Grid
 from lamap.store.fs import zarr_store
@@ -35,7 +34,6 @@ __all__ = [
     "Source",
     "append_date",
     "array",
-    "as_day",
     "build",
     "check_user_attrs",
     "commit",
@@ -101,19 +99,6 @@ class Source(IntEnum):
 def now() -> str:
     """Return the current UTC time as ``YYYY-MM-DDTHH:MM:SSZ``."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def as_day(value: DateLike) -> dt.date:
-    """Return a store date as a day: what :func:`lamap._inputs.as_date` reads, or datetime64.
-
-    Raises
-    ------
-    InputError
-        If ``value`` is not a date.
-    """
-    if isinstance(value, np.datetime64):
-        return as_date(str(value.astype("datetime64[D]")))
-    return as_date(value)
 
 
 def json_ready(value: Mapping[str, Any], what: str) -> dict[str, Any]:
