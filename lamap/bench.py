@@ -42,6 +42,7 @@ from lamap.grid import Grid, Tile
 from lamap.infer import DEFAULT_BATCH, predict_array, set_layout
 from lamap.model import load_checkpoint, recommended_halo
 from lamap.runtime import ClusterSpec
+from lamap.runtime.progress import Progress, Reporter
 
 __all__ = ["BenchReport", "model_throughput", "run_bench", "table"]
 
@@ -195,7 +196,7 @@ def run_bench(
     size: int = 2048,
     peer: bool = True,
     precision: str = "auto",
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> BenchReport:
     """Run the bench (see the module docstring).
 
@@ -221,7 +222,7 @@ def run_bench(
         The network's arithmetic in the model-only and end-to-end rows (the peer runs
         float32, as a user would); both are also compared in-process on one block.
     progress : callable, optional
-        Receives progress lines.
+        Receives progress events (lines, :mod:`lamap.runtime.progress`).
 
     Returns
     -------
@@ -236,7 +237,7 @@ def run_bench(
         stage_rates,
     )
 
-    say = progress or (lambda _line: None)
+    say = Reporter(progress).info
     with tempfile.TemporaryDirectory(prefix="lamap-bench-") as tmp:
         work = Path(tmp)
         the_world = _bench_world(world, work, size, say)

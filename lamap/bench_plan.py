@@ -15,7 +15,7 @@ import datetime as dt
 import math
 import pickle
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from lamap._peaks import peaks
 from lamap.blocks import BlockJob, block_windows
 from lamap.features import FeatureSpec
 from lamap.grid import Grid, Tile, get_grid
+from lamap.runtime.progress import Progress, Reporter
 from lamap.tileplan import SceneIndex, TilePlan, iter_plans
 from lamap.timesteps import TimeSteps, search_window
 
@@ -111,7 +112,7 @@ def run_plan_bench(
     date: dt.date = dt.date(2024, 5, 20),
     whole: bool = False,
     bbox: Sequence[float] | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run the plan-only bench.
 
@@ -126,7 +127,7 @@ def run_plan_bench(
     bbox : sequence of float, optional
         Limit the catalog to a lon/lat bbox (default: EEA39).
     progress : callable, optional
-        Receives progress lines.
+        Receives progress events (lines, :mod:`lamap.runtime.progress`).
 
     Returns
     -------
@@ -136,7 +137,7 @@ def run_plan_bench(
     """
     from lamap.catalog.local import EEA39_BBOX, continental_result
 
-    say = progress or (lambda _line: None)
+    say = Reporter(progress).info
     grid = get_grid("europe")
     start, end = search_window([date])
     say(f"generating the continental catalog for {start}..{end}")

@@ -36,7 +36,7 @@ from lamap.features import FeatureSpec, build_features
 from lamap.grid import DEFAULT_GRID, Grid, Tile, Window, get_grid, resolve_grid
 from lamap.infer import DEFAULT_BATCH, PRECISIONS, ModelRef, predict
 from lamap.runner import DEFAULT_RETRIES, RunContext, run_tiles
-from lamap.runtime import ClusterSpec, dashboard_link, get_client
+from lamap.runtime import ClusterSpec, Progress, Reporter, dashboard_link, get_client
 from lamap.store import LaiStore, Source
 from lamap.tileplan import PlanOptions, PlanSummary, SceneIndex, iter_plans
 from lamap.timesteps import (
@@ -293,7 +293,7 @@ def map_lai(
     resolution: float | None = None,
     cluster: ClusterSpec | None = None,
     options: MapOptions | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> MapReport:
     """Map LAI over ``bbox`` for ``date`` into the store at ``out``.
 
@@ -320,7 +320,8 @@ def map_lai(
     options : MapOptions, optional
         Planning and inference settings.
     progress : callable, optional
-        Receives one line per event (dashboard link, skipped tiles, each finished tile).
+        Receives :class:`~lamap.runtime.progress.Event` objects: the dashboard link, skipped
+        tiles, a step per finished block (``"blocks"``) and per finished tile (``"tiles"``).
 
     Returns
     -------
@@ -332,7 +333,7 @@ def map_lai(
         For user mistakes, with a message that says the fix.
     """
     started = time.perf_counter()
-    options, say = options or MapOptions(), progress or (lambda _line: None)
+    options, say = options or MapOptions(), Reporter(progress)
     day, area = as_date(date), as_bbox(bbox)
     store = _open_store(out, choose_grid(grid, crs, resolution))
     tiles = store.grid.tiles_for_bbox(area)
@@ -351,7 +352,7 @@ def map_lai(
                   "precision": ref.precision}  # fmt: skip
     with get_client(cluster) as client:
         report.dashboard = dashboard_link(client)
-        say(f"dashboard: {report.dashboard}")
+        say.link(f"dashboard: {report.dashboard}")
         ctx = RunContext(
             store, day, store.block_writer(day), ref, halo, spec, model_info,
             signer=profile.signer, gpu=options.device == "cuda", retries=options.retries,
@@ -386,7 +387,7 @@ def plan_map(
     crs: str | int | None = None,
     resolution: float | None = None,
     options: MapOptions | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> PlanSummary:
     """Plan a map run without reading a pixel or changing anything (``--dry-run``).
 
@@ -398,13 +399,13 @@ def plan_map(
         An existing store: its grid is used and its done tiles are left out. A store that
         does not exist is not created.
     progress : callable, optional
-        Receives a line every 1,000 tiles planned.
+        Receives a ``"tiles"`` step event every 1,000 tiles planned.
 
     Returns
     -------
     PlanSummary
     """
-    options, say = options or MapOptions(), progress or (lambda _line: None)
+    options, say = options or MapOptions(), Reporter(progress)
     day, area = as_date(date), as_bbox(bbox)
     store = LaiStore.open(out) if out is not None and _exists(out) else None
     chosen = choose_grid(grid, crs, resolution)
@@ -421,7 +422,7 @@ def plan_map(
     for count, plan in enumerate(iter_plans(index, todo, day, options.plan_options()), 1):
         summary.add(plan)
         if count % 1000 == 0:
-            say(f"planned {count}/{len(todo)} tiles")
+            say.step("tiles", count, len(todo), f"planned {count}/{len(todo)} tiles")
     summary.scenes, summary.seconds = len(index), time.perf_counter() - started
     return summary
 
@@ -453,18 +454,18 @@ def choose_grid(
 
 
 def _todo(
-    store: LaiStore, day: dt.date, tiles: list[Tile], report: MapReport, say: Callable[[str], None]
+    store: LaiStore, day: dt.date, tiles: list[Tile], report: MapReport, say: Reporter
 ) -> list[Tile]:
     """Return the tiles not done for the date (one listing of the markers, not one per tile)."""
     done = _done(store, day)
     todo = [t for t in tiles if t.id not in done]
     report.skipped = [t.id for t in tiles if t.id in done]
     if report.skipped:
-        say(f"{len(report.skipped)} of {len(tiles)} tiles already done for {day}: skipped")
+        say.info(f"{len(report.skipped)} of {len(tiles)} tiles already done for {day}: skipped")
     failed = store.failed_tiles(day) if todo else {}
     retry = sum(t.id in failed for t in todo)
     if retry:
-        say(f"{retry} tiles failed before for {day}: mapping them again")
+        say.info(f"{retry} tiles failed before for {day}: mapping them again")
     return todo
 
 

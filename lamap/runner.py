@@ -35,6 +35,7 @@ from lamap.errors import TileError
 from lamap.features import FeatureSpec
 from lamap.grid import Window
 from lamap.infer import ModelRef
+from lamap.runtime.progress import Reporter
 from lamap.store import BlockWriter, LaiStore
 from lamap.tileplan import TilePlan
 from lamap.timesteps import TimeSteps
@@ -144,8 +145,14 @@ def _done_task(
 # --------------------------------------------------------------------------- submission
 
 
-def submit_tile(client: Any, plan: TilePlan, ctx: RunContext) -> tuple[Any, int]:
-    """Submit one tile's tasks; return the future of its done marker and the task count."""
+def submit_tile(client: Any, plan: TilePlan, ctx: RunContext) -> tuple[Any, list[Any], int]:
+    """Submit one tile's tasks.
+
+    Returns
+    -------
+    tuple
+        The future of the tile's done marker, the futures of its block writes, the task count.
+    """
     tile, steps = plan.tile, plan.steps
     key = f"{ctx.token}-{ctx.date.isoformat()}-{tile.id}"
     windows = block_windows(tile.grid, tile.window)
@@ -179,7 +186,7 @@ def submit_tile(client: Any, plan: TilePlan, ctx: RunContext) -> tuple[Any, int]
         _done_task, ctx.store, ctx.date, tile.id, info, *writes, key=f"lamap-done-{key}",
         retries=ctx.retries,
     )
-    return done, (3 if isinstance(steps, TimeSteps) else 1) * len(windows) + 1
+    return done, writes, (3 if isinstance(steps, TimeSteps) else 1) * len(windows) + 1
 
 
 def run_tiles(
@@ -189,7 +196,7 @@ def run_tiles(
     *,
     limit: int,
     total: int,
-    say: Callable[[str], None],
+    say: Reporter,
 ) -> RunOutcome:
     """Stream planned tiles through the cluster, at most ``limit`` at once.
 
@@ -205,8 +212,9 @@ def run_tiles(
         Tiles in flight.
     total : int
         Tiles to map (for the progress lines).
-    say : callable
-        Receives ``tile … done (k/n)`` and ``tile … failed: …`` lines.
+    say : Reporter
+        Gets a ``"blocks"`` step per written block, a ``"tiles"`` step per finished tile
+        (``tile … done (k/n)``) and a warning per failed tile.
 
     Returns
     -------
@@ -214,8 +222,9 @@ def run_tiles(
     """
     from distributed import as_completed
 
-    outcome, finished = RunOutcome(), 0
+    outcome, finished, blocks = RunOutcome(), 0, 0
     running: dict[Any, TilePlan] = {}
+    writing: set[Any] = set()
     queue = as_completed()
 
     def fill() -> None:
@@ -223,17 +232,23 @@ def run_tiles(
             plan = next(plans, None)
             if plan is None:
                 return
-            future, tasks = submit_tile(client, plan, ctx)
+            future, writes, tasks = submit_tile(client, plan, ctx)
             outcome.tasks += tasks
             running[future] = plan
-            queue.add(future)
+            writing.update(writes)
+            queue.update([*writes, future])
 
     fill()
-    while running:
+    while running or writing:
         future = next(queue)
+        if future in writing:
+            writing.discard(future)
+            blocks += 1
+            say.step("blocks", blocks)
+            continue
         plan = running.pop(future)
         finished += 1
-        _settle(future, plan, ctx, outcome, say, f"({finished}/{total})")
+        _settle(future, plan, ctx, outcome, say, (finished, total))
         del future
         fill()
     return outcome
@@ -244,8 +259,8 @@ def _settle(
     plan: TilePlan,
     ctx: RunContext,
     outcome: RunOutcome,
-    say: Callable[[str], None],
-    count: str,
+    say: Reporter,
+    count: tuple[int, int],
 ) -> None:
     """Record a finished tile: mapped, without input, or failed (ledger + reset shards)."""
     tile_id = plan.tile.id
@@ -254,7 +269,7 @@ def _settle(
             outcome.mapped.append(tile_id)
         else:
             outcome.no_input[tile_id] = plan.steps.reason
-        say(f"tile {tile_id} done {count}")
+        say.step("tiles", *count, f"tile {tile_id} done ({count[0]}/{count[1]})")
         return
     reason = _reason(future)
     outcome.failed[tile_id] = reason
@@ -265,7 +280,8 @@ def _settle(
             ctx.writer.write(window, empty.lai, empty.source)
     except Exception:  # noqa: BLE001 - the tile is recorded as failed either way
         _LOG.warning("could not reset the shards of failed tile %s", tile_id, exc_info=True)
-    say(f"tile {tile_id} failed {count}: {reason}")
+    say.warning(f"tile {tile_id} failed ({count[0]}/{count[1]}): {reason}")
+    say.step("tiles", *count)
 
 
 def _reason(future: Any) -> str:

@@ -32,7 +32,7 @@ from lamap.infer import ModelRef
 from lamap.mapping import MapReport, tile_arrays
 from lamap.mapping import map_lai as run_map
 from lamap.model import ModelConfig, recommended_halo
-from lamap.runtime import ClusterSpec
+from lamap.runtime import ClusterSpec, Event, Reporter
 from lamap.store import LaiStore
 from lamap.synthetic.world import World
 from lamap.timesteps import TimeSteps, plan_time_steps, search_window
@@ -122,15 +122,17 @@ class DashboardPoller:
 
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.events: list[Event] = []
         self.pages: list[tuple[float, int, str, bytes]] = []
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def __call__(self, line: str) -> None:
-        self.lines.append(line)
-        if line.startswith("dashboard: ") and self._thread is None:
-            url = line.split(": ", 1)[1]
+    def __call__(self, event: Event) -> None:
+        self.lines.append(event.message)
+        self.events.append(event)
+        if event.kind == "link" and self._thread is None:
+            url = event.message.split(": ", 1)[1]
             self._thread = threading.Thread(target=self._poll, args=(url,), daemon=True)
             self._thread.start()
 
@@ -307,7 +309,7 @@ def test_block_engine_runs_inference_only_on_gpu_workers(
                      signer=profile.signer, gpu=True)  # fmt: skip
     with get_task_stream(gpu_client) as stream:
         outcome = run_tiles(gpu_client, iter_plans(SceneIndex.from_result(result), [tile], DATE),
-                            ctx, limit=2, total=1, say=lambda _line: None)  # fmt: skip
+                            ctx, limit=2, total=1, say=Reporter(None))  # fmt: skip
     assert outcome.mapped == [tile.id] and not outcome.failed
     names = {addr: w["name"] for addr, w in gpu_client.scheduler_info()["workers"].items()}
     stages = {key_split(task["key"]) for task in stream.data}
@@ -344,3 +346,13 @@ def test_dashboard_is_served_on_127_0_0_1_during_the_run(local_run) -> None:  # 
     assert b"<html" in page.lower() and b"dask" in page.lower()
     with pytest.raises(urllib.error.URLError):  # the local cluster is closed after the run
         NO_PROXY.open(report.dashboard, timeout=5)
+
+
+def test_a_run_reports_blocks_and_tiles_as_progress_events(local_run) -> None:  # type: ignore[no-untyped-def]
+    _, report, poller, _ = local_run
+    tiles = [e for e in poller.events if e.kind == "step" and e.task == "tiles"]
+    blocks = [e for e in poller.events if e.kind == "step" and e.task == "blocks"]
+    n = len(report.mapped) + len(report.no_input)
+    assert [e.done for e in tiles] == list(range(1, n + 1)) and {e.total for e in tiles} == {n}
+    assert all(e.message.startswith("tile ") for e in tiles)
+    assert [e.done for e in blocks] == list(range(1, len(blocks) + 1)) and len(blocks) >= n

@@ -15,8 +15,10 @@ from typing import Annotated
 
 import typer
 
+from lamap.cli.progress import Bars
 from lamap.cli.types import parse_date, parse_device, parse_size
 from lamap.errors import LamapError
+from lamap.runtime.progress import stderr_lines
 
 __all__ = ["app", "main"]
 
@@ -60,8 +62,8 @@ def demo(
 
     spec = WorldSpec(seed=seed, size=size, days=days, start=start)
     started = time.perf_counter()
-    with _progress("generating world") as step:
-        world = generate_world(out, spec, overwrite=overwrite, progress=step)
+    with Bars("generating world") as bars:
+        world = generate_world(out, spec, overwrite=overwrite, progress=bars)
     elapsed = time.perf_counter() - started
     w, s, e, n = world.bbox
     typer.echo(
@@ -147,7 +149,7 @@ def map_(
         summary = plan_map(
             bbox, date, out, catalog=catalog, grid=chosen,
             options=MapOptions(lookback_days=lookback, s1_tolerance_days=s1_tolerance),
-            progress=lambda line: typer.echo(line, err=True),
+            progress=stderr_lines,
         )
         typer.echo("\n".join(summary.lines()))
         return
@@ -159,7 +161,7 @@ def map_(
     )
     options = MapOptions(lookback_days=lookback, s1_tolerance_days=s1_tolerance, device=device,
                          precision=precision)  # fmt: skip
-    with _progress("mapping tiles") as step:
+    with Bars("mapping") as bars:
         report = map_lai(
             bbox,
             date,
@@ -169,7 +171,7 @@ def map_(
             grid=chosen,
             cluster=cluster,
             options=options,
-            progress=step.echo,
+            progress=bars,
         )
     typer.echo(
         f"{report.date}: {len(report.mapped)} tiles mapped, {len(report.skipped)} already done, "
@@ -232,18 +234,20 @@ def train(
         overrides["epochs"] = epochs
     if cloudy_weight is not None:
         overrides["cloudy_weight"] = cloudy_weight
-    run = train_from_catalog(
-        catalog,
-        bbox,
-        start,
-        end,
-        out,
-        cache_dir=cache,
-        patch=patch,
-        preset=preset,
-        resume=resume,
-        config_overrides=overrides,
-    )
+    with Bars("training") as bars:
+        run = train_from_catalog(
+            catalog,
+            bbox,
+            start,
+            end,
+            out,
+            cache_dir=cache,
+            patch=patch,
+            preset=preset,
+            resume=resume,
+            config_overrides=overrides,
+            progress=bars,
+        )
     typer.echo(f"checkpoint written to {run.checkpoint} (training cache {run.cache})")
 
 
@@ -304,7 +308,7 @@ def bench(
     """
     import json
 
-    say = lambda line: typer.echo(line, err=True)  # noqa: E731
+    say = stderr_lines
     if plan_only:
         from lamap.bench_plan import plan_table, rows_as_dicts, run_plan_bench
 
@@ -387,41 +391,6 @@ def info_(
 def _du(path: Path) -> str:
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return f"{size / 2**20:.0f} MiB"
-
-
-class _progress:  # noqa: N801 - used as a context manager, reads like a function
-    """A tqdm progress line that takes one text line per finished step."""
-
-    def __init__(self, description: str) -> None:
-        self.description = description
-
-    def __enter__(self) -> _Step:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(
-            desc=self.description, unit="step", file=sys.stderr, disable=None, leave=False
-        )
-        return _Step(self.bar)
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.close()
-
-
-class _Step:
-    def __init__(self, bar: object) -> None:
-        self.bar = bar
-
-    def echo(self, line: str) -> None:
-        """Print a line above the bar (links, skipped tiles), and count finished tiles."""
-        from tqdm.auto import tqdm
-
-        tqdm.write(line, file=sys.stderr)
-        if line.startswith("tile "):
-            self.bar.update(1)  # type: ignore[attr-defined]
-
-    def __call__(self, line: str) -> None:
-        self.bar.set_postfix_str(line, refresh=False)  # type: ignore[attr-defined]
-        self.bar.update(1)  # type: ignore[attr-defined]
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *_args: object,

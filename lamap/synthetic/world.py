@@ -25,7 +25,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ import xarray as xr
 
 from lamap._inputs import as_date
 from lamap.errors import InputError
+from lamap.runtime.progress import Progress, Reporter
 from lamap.synthetic import clouds, render
 from lamap.synthetic.geometry import TruthGrid
 from lamap.synthetic.render import (  # noqa: F401  (kept importable from here)
@@ -270,7 +271,7 @@ def generate_world(
     spec: WorldSpec | None = None,
     *,
     overwrite: bool = False,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | bool | None = None,
 ) -> World:
     """Generate a synthetic Sentinel-1/Sentinel-2 world into ``out``.
 
@@ -282,8 +283,9 @@ def generate_world(
         What to generate (default: the demo world).
     overwrite : bool
         Replace an existing world at ``out``.
-    progress : callable, optional
-        Called with a line of text after each step.
+    progress : callable or bool, optional
+        Receives a ``"steps"`` :class:`~lamap.runtime.progress.Event` after each step
+        (``True``: print the lines).
 
     Returns
     -------
@@ -307,13 +309,11 @@ def generate_world(
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    started = time.perf_counter()
-    for line in iter_render(work.resolve(), spec):
-        if progress:
-            progress(line)
+    started, say = time.perf_counter(), Reporter(progress)
+    for count, line in enumerate(iter_render(work.resolve(), spec), 1):
+        say.step("steps", count, None, line)
     _relocate(work, target)
-    if progress:
-        progress(f"done in {time.perf_counter() - started:.1f} s")
+    say.info(f"done in {time.perf_counter() - started:.1f} s")
     return load_world(target)
 
 

@@ -53,7 +53,6 @@ from typing import TYPE_CHECKING, Any
 import dask
 import numpy as np
 import zarr
-from tqdm import tqdm
 
 from lamap import __version__
 from lamap._inputs import BBox, BBoxLike, DateLike, as_bbox, as_date
@@ -62,6 +61,7 @@ from lamap.cube import CubeWindow, tile_cubes
 from lamap.errors import InputError, NoInputError
 from lamap.features import DEFAULT_SPEC, FeatureSpec, build_features, season
 from lamap.grid import Grid, Window
+from lamap.runtime.progress import Progress, Reporter
 from lamap.timesteps import (
     DEFAULT_LOOKBACK_DAYS,
     DEFAULT_MIN_COVERAGE,
@@ -473,20 +473,32 @@ def _row(arrays: Mapping[str, np.ndarray], steps: TimeSteps, patch: Window, spli
 
 
 def _fill(group: zarr.Group, plan: _Plan, request: _Request, client: Any | None,
-          progress: bool) -> None:
-    """Compute and write every date not done yet."""
+          say: Reporter) -> None:
+    """Compute and write every date not done yet (a ``"patches"`` step per batch)."""
     writer = RowWriter(group)
     todo = [s for s in plan.samples if s.date.isoformat() not in set(writer.dates)]
-    with tqdm(total=len(todo) * len(plan.patches), unit="patch", disable=not progress,
-              desc="training cache") as bar:
-        for steps in todo:
-            bar.set_postfix_str(steps.date.isoformat())
-            _write_date(writer, steps, plan, request, client, bar)
-            writer.date_done(steps.date)
+    count = _Count(say, len(todo) * len(plan.patches))
+    for steps in todo:
+        _write_date(writer, steps, plan, request, client, count)
+        writer.date_done(steps.date)
+        say.info(f"training cache: {steps.date} written")
+
+
+@dataclass
+class _Count:
+    """Patches computed so far, reported as ``"patches"`` steps."""
+
+    say: Reporter
+    total: int
+    done: int = 0
+
+    def add(self, patches: int) -> None:
+        self.done += patches
+        self.say.step("patches", self.done, self.total)
 
 
 def _write_date(writer: RowWriter, steps: TimeSteps, plan: _Plan, request: _Request,
-                client: Any | None, bar: tqdm[Any]) -> None:
+                client: Any | None, count: _Count) -> None:
     """Compute one date's patches batch by batch and append the rows that pass the filters."""
     options, done = request.options, 0
     batch = _batch_size(options, request.patch, client)
@@ -498,7 +510,7 @@ def _write_date(writer: RowWriter, steps: TimeSteps, plan: _Plan, request: _Requ
             rows.append(_row(arrays, steps, patch, split, options, request.spec))
         writer.append([r for r in rows if r is not None])
         done += len(computed)
-        bar.update(len(computed))
+        count.add(len(computed))
 
 
 def _size(path: Path) -> int:
@@ -531,7 +543,7 @@ def build_cache(
     options: CacheOptions | None = None,
     client: Any | None = None,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: Progress | bool | None = True,
 ) -> Cache:
     """Sample patches over ``bbox`` for every usable date and write the training cache.
 
@@ -556,8 +568,9 @@ def build_cache(
         Computes the patches; default: the threaded scheduler.
     overwrite : bool
         Replace a cache with another key in ``out_dir``.
-    progress : bool
-        Show a progress bar over patches.
+    progress : callable or bool
+        Receives ``"patches"`` step events (:mod:`lamap.runtime.progress`); ``True`` prints
+        lines, ``False`` is quiet.
 
     Returns
     -------
@@ -583,7 +596,7 @@ def build_cache(
     with open_catalog(request.source) as profile:
         plan = _make_plan(profile, request)
         group = _prepare(store, request, plan, state)
-        _fill(group, plan, request, client, progress)
+        _fill(group, plan, request, client, Reporter(progress))
     _finish(group, store, started)
     return open_cache(out_dir)
 

@@ -57,7 +57,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler
-from tqdm.auto import tqdm
 
 from lamap.errors import InputError
 from lamap.model import (
@@ -68,6 +67,7 @@ from lamap.model import (
     resolve_device,
     torch_threads,
 )
+from lamap.runtime.progress import Progress, Reporter
 from lamap.train.config import (
     CPU_STEP_SECONDS,
     STAGES,
@@ -361,7 +361,7 @@ def _steps_per_epoch(data: Dataset[Any], config: TrainConfig) -> int:
 
 
 def _train_epoch(run: RunState, stepper: Stepper, data: Dataset[Any],
-                 bar: Any) -> tuple[int, float]:
+                 bar: _Batches) -> tuple[int, float]:
     """One epoch of optimiser steps; returns (steps, mean loss)."""
     cfg, stage = run.config, stepper.stage
     run.model.train()
@@ -383,8 +383,7 @@ def _train_epoch(run: RunState, stepper: Stepper, data: Dataset[Any],
         loss.backward()  # type: ignore[no-untyped-call]
         stepper.optimizer.step()
         total, steps = total + loss.item(), steps + 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{total / steps:.4f}")
+        bar.update(total / steps)
     return steps, total / max(steps, 1)
 
 
@@ -393,22 +392,29 @@ def _run_epoch(run: RunState, stepper: Stepper, train_data: Dataset[Any],
     start, cfg, stage = time.perf_counter(), run.config, stepper.stage
     lr = float(stepper.optimizer.param_groups[0]["lr"])
     desc = f"{stage} {stepper.epoch + 1}/{cfg.stage_epochs(stage)}"
-    with tqdm(total=_steps_per_epoch(train_data, cfg), desc=desc, disable=not run.progress,
-              leave=False, unit="step") as bar:
-        steps, loss = _train_epoch(run, stepper, train_data, bar)
-        val = None if val_data is None else validate(
-            run.model, val_data, stage=stage, batch_size=cfg.batch_size,
-            max_batches=cfg.max_val_batches, alpha=cfg.alpha, beta=cfg.beta)
-        if val is not None:
-            bar.set_postfix(loss=f"{loss:.4f}", val_rmse=f"{val.rmse:.4f}",
-                            val_r2=f"{val.r2:.3f}")
+    bar = _Batches(run.say, desc, _steps_per_epoch(train_data, cfg))
+    steps, loss = _train_epoch(run, stepper, train_data, bar)
+    val = None if val_data is None else validate(
+        run.model, val_data, stage=stage, batch_size=cfg.batch_size,
+        max_batches=cfg.max_val_batches, alpha=cfg.alpha, beta=cfg.beta)
     stepper.scheduler.step()
     stepper.epoch += 1
     record = EpochRecord(stage, stepper.epoch, steps, lr, loss, val,
                          time.perf_counter() - start)
-    if run.progress:
-        tqdm.write(_describe(record))
+    run.say.info(_describe(record))
     return record
+
+
+class _Batches:
+    """Optimiser steps of an epoch, reported as ``"batches"`` steps with the running loss."""
+
+    def __init__(self, say: Reporter, desc: str, total: int) -> None:
+        self.say, self.desc, self.total, self.done = say, desc, total, 0
+
+    def update(self, loss: float) -> None:
+        self.done += 1
+        if self.say:
+            self.say.step("batches", self.done, self.total, f"{self.desc} loss {loss:.4f}")
 
 
 def _describe(record: EpochRecord) -> str:
@@ -462,8 +468,8 @@ class _Budget:
 def train(model: FusedLAINet, train_data: Dataset[Any], val_data: Dataset[Any] | None,
           config: TrainConfig, *, out: str | os.PathLike[str],
           feature_spec: Mapping[str, Any], data_info: Mapping[str, Any] | None = None,
-          progress: bool = True, resume: bool = False, stop_after: int | None = None,
-          time_limit_s: float | None = None) -> TrainResult:
+          progress: Progress | bool | None = True, resume: bool = False,
+          stop_after: int | None = None, time_limit_s: float | None = None) -> TrainResult:
     """Train ``model`` with the three-stage recipe, checkpointing after every epoch.
 
     Parameters
@@ -486,8 +492,9 @@ def train(model: FusedLAINet, train_data: Dataset[Any], val_data: Dataset[Any] |
     data_info : mapping, optional
         Description of the data (cache path, world, patch size...), stored in the summary
         with the train and validation sizes; plain types only.
-    progress : bool
-        Show a tqdm bar per epoch and one line per finished epoch.
+    progress : callable or bool
+        Receives a ``"batches"`` step per optimiser step and a line per finished epoch
+        (:mod:`lamap.runtime.progress`); ``True`` prints the lines, ``False`` is quiet.
     resume : bool
         Continue from the state file next to ``out`` (which must exist and hold the same
         config, except ``device``, ``num_workers`` and ``threads``).
@@ -515,7 +522,7 @@ def train(model: FusedLAINet, train_data: Dataset[Any], val_data: Dataset[Any] |
     model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    run = RunState(model, config, device, out, feature_spec, info, progress)
+    run = RunState(model, config, device, out, feature_spec, info, Reporter(progress))
     budget = _Budget(stop_after, time_limit_s)
     with torch_threads(config.threads), _rng_scope(device, config.seed):
         if saved is not None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from lamap._inputs import BBoxLike, DateLike, as_bbox, as_date
 from lamap.errors import InputError
+from lamap.runtime.progress import Progress
 
 __all__ = ["TrainRun", "evaluate_checkpoint", "train_from_catalog"]
 
@@ -66,7 +67,7 @@ def train_from_catalog(
     resume: bool = False,
     time_limit_s: float | None = None,
     config_overrides: dict[str, Any] | None = None,
-    progress: bool = True,
+    progress: Progress | bool | None = True,
 ) -> TrainRun:
     """Build (or reuse) the training cache, then train the fused model with the recipe.
 
@@ -94,8 +95,9 @@ def train_from_catalog(
         Start no new epoch after this many seconds.
     config_overrides : dict, optional
         :class:`lamap.train.loop.TrainConfig` fields to change.
-    progress : bool
-        Show progress bars.
+    progress : callable or bool
+        Receives progress events of the cache and of training
+        (:mod:`lamap.runtime.progress`); ``True`` prints lines, ``False`` is quiet.
 
     Returns
     -------

@@ -30,6 +30,7 @@ from torch import nn
 from lamap.errors import InputError, TrainingError
 from lamap.model import FusedLAINet, load_checkpoint, save_checkpoint
 from lamap.runtime import write_atomic
+from lamap.runtime.progress import Reporter
 from lamap.train.config import STAGES, Stage, TrainConfig, milestones
 from lamap.train.metrics import ValMetrics
 
@@ -120,8 +121,8 @@ class RunState:
         The inputs' feature definition, stored in the checkpoint.
     data_info : dict
         Description of the data, with the split sizes.
-    progress : bool
-        Whether to show progress bars.
+    say : Reporter
+        Where progress events go (:mod:`lamap.runtime.progress`).
     history : list of EpochRecord
         Every epoch run so far, resumed runs included.
     head_bias : float, optional
@@ -138,7 +139,7 @@ class RunState:
     out: Path
     feature_spec: Mapping[str, Any]
     data_info: dict[str, Any]
-    progress: bool
+    say: Reporter
     history: list[EpochRecord] = field(default_factory=list)
     head_bias: float | None = None
     wall_before: float = 0.0
