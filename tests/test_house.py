@@ -94,3 +94,11 @@ def test_the_rules_catch_what_they_are_meant_to(tmp_path: Path) -> None:
     assert _private("_probe") and not _private("__version__")
     assert _inside("lamap.grid.lattice", "lamap.grid")
     assert not _inside("lamap.mapping", "lamap.store")
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_every_module_imports(path: Path) -> None:
+    """mypy ignores missing modules (``ignore_missing_imports``): importing catches them."""
+    import importlib
+
+    importlib.import_module(_name(path))

@@ -140,7 +140,7 @@ class CacheOptions:
     min_patch_valid : float
         Smallest ``valid_fraction`` (of ``target_mask``) for a patch to be kept.
     lookback_days, s1_tolerance_days, min_coverage
-        Time-step planning (:func:`lamap.plan.plan_time_steps`).
+        Time-step planning (:func:`lamap.timesteps.plan_time_steps`).
     validation_fraction, test_fraction : float
         Fractions of the non-held-out locations (:func:`lamap.train.sample.assign_splits`).
     holdout_fraction : float

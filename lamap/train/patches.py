@@ -44,7 +44,7 @@ Group attributes: ``lamap_cache`` (format), ``key`` (SHA-256 of ``definition``),
 generation spec), bbox, start, end, patch size, feature spec, content options), ``patch_size``,
 ``feature_spec``, ``catalog``, ``bbox``, ``start``, ``end``, ``options``, ``grid``
 (:meth:`lamap.grid.Grid.to_dict` of the training grid), ``window`` (row start, row stop, col
-start, col stop of the patches), ``samples`` (:meth:`lamap.plan.TimeSteps.to_dict` per date),
+start, col stop of the patches), ``samples`` (:meth:`lamap.timesteps.TimeSteps.to_dict` per date),
 ``splits`` (codes, rule, fractions, seed, ``cloudy_threshold``), ``cloudy_threshold``,
 ``truth``, ``created_by``, ``progress`` and, written last, ``complete`` (rows, seconds,
 bytes).

@@ -1,7 +1,7 @@
 """Training samples: which dates make a sample, and the patch lattice they are cut into.
 
 A sample is a date t on which Sentinel-2 was acquired over the training area: the planner
-(:func:`lamap.plan.plan_time_steps` with D = t) chooses t-2 and t-1, the two most recent
+(:func:`lamap.timesteps.plan_time_steps` with D = t) chooses t-2 and t-1, the two most recent
 Sentinel-2 days strictly before t within the lookback, and the Sentinel-1 pass nearest to
 each of t-2, t-1, t within the tolerance; Sentinel-2 at t itself (``TimeSteps.observed``)
 is the target. So training sees exactly the time steps mapping would choose for D = t.
@@ -111,7 +111,7 @@ def find_samples(
     ----------
     result : SearchResult
         One search over the area covering ``[start - lookback - tolerance, end +
-        tolerance]`` (:func:`lamap.plan.search_window`).
+        tolerance]`` (:func:`lamap.timesteps.search_window`).
     bbox : str or sequence of float or BBox
         The training area, ``W,S,E,N`` in degrees.
     start, end : date, datetime or str
@@ -119,7 +119,7 @@ def find_samples(
     min_valid : float
         Smallest :func:`expected_valid` fraction of S2 at t, in [0, 1].
     lookback_days, s1_tolerance_days, min_coverage
-        Passed to :func:`lamap.plan.plan_time_steps`.
+        Passed to :func:`lamap.timesteps.plan_time_steps`.
 
     Returns
     -------

@@ -32,7 +32,7 @@ from lamap.cube import CubeWindow, s2_cube
 from lamap.errors import InputError
 from lamap.features import s2_lai
 from lamap.grid import Grid, Window
-from lamap.plan import TimeSteps
+from lamap.timesteps import TimeSteps
 
 if TYPE_CHECKING:
     from lamap.catalog.local import World
