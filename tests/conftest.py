@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +81,39 @@ def grid(tiny_world):  # type: ignore[no-untyped-def]
     from lamap.grid import Grid
 
     return Grid.from_bbox(tiny_world.bbox, crs="EPSG:3035", chunk=128, shard=128, tile=256)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 API on 127.0.0.1 (moto's server), for the session; yields its URL.
+
+    The process environment points every AWS client at it (``AWS_ENDPOINT_URL`` and test
+    credentials), so ``s3://bucket/...`` works in this process and in Dask workers started
+    after this fixture. Make a fresh bucket per test with :func:`new_bucket`.
+    """
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    patch = pytest.MonkeyPatch()
+    for name, value in {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "test",
+                        "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        patch.setenv(name, value)
+    try:
+        yield url
+    finally:
+        patch.undo()
+        server.stop()
+
+
+def new_bucket(endpoint: str) -> str:
+    """Create a bucket with a fresh name on the loopback S3 API; return its name."""
+    import uuid
+
+    import s3fs
+
+    name = f"lamap-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}).mkdir(name)
+    return name
