@@ -17,16 +17,24 @@ the others from their ``proj:`` metadata).
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, TypeVar
 
 import dask.array as da
 import numpy as np
+import rasterio
+import rasterio.windows
+import shapely
 import stackstac
 import xarray as xr
+from pyproj import Transformer
+from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
 from stackstac.raster_spec import RasterSpec
 from stackstac.rio_reader import DEFAULT_GDAL_ENV, AutoParallelRioReader
 
@@ -116,9 +124,20 @@ class CubeWindow:
             return (w.height,), (w.width,)
         return _cuts(w.row_start, w.row_stop, edge), _cuts(w.col_start, w.col_stop, edge)
 
+    def lonlat_polygon(self) -> shapely.Polygon:
+        """Return the window's outline in lon/lat (WGS 84), densified along its edges."""
+        outline = shapely.segmentize(shapely.box(*self.bounds), self.grid.resolution * 64)
+        to_lonlat = _to_lonlat(self.grid.crs)
+        return shapely.transform(outline, lambda xy: np.column_stack(to_lonlat(*xy.T)))
+
     def coords(self) -> dict[str, np.ndarray]:
         """Pixel-centre ``y`` and ``x`` of the window, exactly as the grid defines them."""
         return {"y": self.grid.y_coords(self.window), "x": self.grid.x_coords(self.window)}
+
+
+@lru_cache(maxsize=16)
+def _to_lonlat(crs: str) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    return Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform  # type: ignore[no-any-return]
 
 
 def _cuts(start: int, stop: int, edge: int) -> tuple[int, ...]:
@@ -204,9 +223,60 @@ class OneReadReader(UnmaskedReader):
     def read(self, window: Any, **kwargs: Any) -> np.ndarray:
         """Read the window, then close the dataset (a later read reopens it)."""
         try:
-            return super().read(window, **kwargs)
+            clean = None if kwargs else self._clean_read(window)
+            return clean if clean is not None else super().read(window, **kwargs)
         finally:
             self.close()
+
+    def _clean_read(self, window: Any) -> np.ndarray | None:
+        """Warp without nodata handling where the source under the window has no nodata.
+
+        GDAL's warper takes a per-pixel validity path as soon as the source has a nodata
+        value (measured: 2× the time of a bilinear 1088² warp). Where every source pixel
+        the window needs is valid, both paths compute the same weights over the same
+        pixels, so this path reads the same array at half the cost; anywhere else
+        (a window reaching past the raster or over nodata) it returns None and the
+        nodata-aware read runs. Only windows inside the item's footprint of valid data are
+        tried (:func:`_items_to_read` records them), so blocks at a swath or tile edge pay
+        nothing; the check decodes the source window once and the warp then reads it from
+        GDAL's block cache, so a footprint that is wrong costs time, never a wrong value.
+        """
+        covered = (self.url, tuple(self.spec.bounds)) in _COVERED
+        if not covered or tuple(self.scale_offset) != (1, 0):
+            return None  # not inside the item's footprint: nodata is likely, skip the check
+        with self.gdal_env.open, rasterio.open(self.url, sharing=False) as ds:
+            source = _source_window(ds, self.spec)
+            if ds.count != 1 or ds.nodata is None or source is None:
+                return None
+            if _has_nodata(ds.read(1, window=source), ds.nodata):
+                return None
+            with self.gdal_env.open_vrt:
+                vrt = WarpedVRT(ds, src_nodata=None, nodata=None, resampling=self.resampling,
+                                add_alpha=False, **self.spec.vrt_params)  # fmt: skip
+            with vrt, self.gdal_env.read:
+                return vrt.read(1, window=window, out_dtype=self.dtype)  # type: ignore[no-any-return]
+
+
+def _source_window(ds: Any, spec: RasterSpec) -> rasterio.windows.Window | None:
+    """Return the source pixels a warp of ``spec`` reads (2 px to spare).
+
+    None if they reach past the raster.
+    """
+    west, south, east, north = transform_bounds(
+        CRS.from_epsg(spec.epsg), ds.crs, *spec.bounds, densify_pts=21
+    )
+    inverse = ~ds.transform
+    cols, rows = zip(*(inverse @ xy for xy in ((west, north), (east, north), (west, south),
+                                               (east, south))), strict=True)  # fmt: skip
+    col0, row0 = math.floor(min(cols)) - 2, math.floor(min(rows)) - 2
+    col1, row1 = math.ceil(max(cols)) + 2, math.ceil(max(rows)) + 2
+    if col0 < 0 or row0 < 0 or col1 > ds.width or row1 > ds.height:
+        return None
+    return rasterio.windows.Window(col0, row0, col1 - col0, row1 - row0)
+
+
+def _has_nodata(values: np.ndarray, nodata: float) -> bool:
+    return bool(np.isnan(values).any() if np.isnan(nodata) else (values == nodata).any())
 
 
 class ExactOneReadReader(ExactWarpReader, OneReadReader):
@@ -343,7 +413,7 @@ def s2_cube(
         averaged over a day's scenes, and the ``boa_offset`` applied (DN).
     """
     used = _scenes_of(scenes, [d.item_ids for d in days])
-    items = [s.stac_item(signer=signer) for s in used]
+    items = _items_to_read(used, [d.item_ids for d in days], where, signer)
     dn = _stack(
         items, bands, where, dtype="float32", fill_value=np.nan, resampling=Resampling.bilinear
     )
@@ -372,7 +442,7 @@ def scl_cube(
     0 (SCL "no data") where no scene has data. Parameters as :func:`s2_cube`.
     """
     used = _scenes_of(scenes, [d.item_ids for d in days])
-    items = [s.stac_item(signer=signer) for s in used]
+    items = _items_to_read(used, [d.item_ids for d in days], where, signer)
     scl = _stack(
         items, ["SCL"], where, dtype="uint8", fill_value=0, resampling=Resampling.nearest
     ).isel(band=0, drop=True)
@@ -407,7 +477,7 @@ def s1_cube(
     """
     groups = [p.item_ids for p in passes]
     used = _scenes_of(scenes, groups)
-    items = [s.stac_item(signer=signer) for s in used]
+    items = _items_to_read(used, groups, where, signer)
     gamma0 = _stack(
         items,
         ["vv", "vh"],
@@ -420,6 +490,67 @@ def s1_cube(
     db = xr.DataArray(10.0 * np.log10(positive)).astype(np.float32)
     mosaic = _mosaic_by(db, groups, [p.datetime.replace(tzinfo=None) for p in passes], np.nan)
     return mosaic.assign_coords(band=["vv", "vh"]).rename("s1_db")
+
+
+#: How far (degrees) a scene's footprint must reach beyond a window to hide the scenes under
+#: it: about 700 m to 1.1 km, many pixels more than any warp kernel or footprint rounding.
+COVER_MARGIN_DEG = 0.01
+
+
+def _items_to_read(
+    used: Sequence[S1Scene] | Sequence[S2Scene],
+    groups: Sequence[Sequence[str]],
+    where: CubeWindow,
+    signer: HrefSigner | None,
+) -> list[dict[str, object]]:
+    """Return the STAC items whose pixels can show in the mosaics over ``where``.
+
+    A group's mosaic shows its last item on top (:func:`_mosaic_by`). Below an item whose
+    footprint of valid data covers the window (with :data:`COVER_MARGIN_DEG` to spare),
+    nothing shows, so those items are not read; the mosaic is the same. On a continent most
+    blocks lie inside every scene that overlaps them, and a day often has two (neighbouring
+    MGRS tiles, adjacent S1 frames): this halves their reads. The day's angles still
+    average all its scenes (:func:`_step_coord`).
+    """
+    area = where.lonlat_polygon().buffer(COVER_MARGIN_DEG)
+    by_id = {s.id: s for s in used}
+    read: set[str] = set()
+    for group in groups:
+        for item_id in reversed(group):
+            read.add(item_id)
+            if by_id[item_id].footprint.covers(area):
+                break
+    items = []
+    for scene in (s for s in used if s.id in read):
+        item = scene.stac_item(signer=signer)
+        if where.one_chunk and scene.footprint.covers(area):
+            _COVERED.add(where.bounds, item)
+        items.append(item)
+    return items
+
+
+class _Covered:
+    """Which assets' valid data cover which window: a hint for :class:`OneReadReader`.
+
+    Filled while a block's cubes are built, read when they are computed (same process,
+    same task); bounded, so a long-lived worker does not grow it.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._keys: dict[tuple[str, tuple[float, ...]], None] = {}
+        self._size = size
+
+    def add(self, bounds: tuple[float, ...], item: dict[str, Any]) -> None:
+        for asset in item.get("assets", {}).values():
+            self._keys[(str(asset.get("href")), tuple(bounds))] = None
+        while len(self._keys) > self._size:
+            del self._keys[next(iter(self._keys))]
+
+    def __contains__(self, key: tuple[str, tuple[float, ...]]) -> bool:
+        return key in self._keys
+
+
+_COVERED = _Covered()
 
 
 def _scenes_of(scenes: Sequence[SceneT], groups: Sequence[Sequence[str]]) -> list[SceneT]:

@@ -34,7 +34,7 @@ from lamap.cube import (
     tile_cubes,
 )
 from lamap.features import build_features
-from lamap.grid import Grid, get_grid
+from lamap.grid import Grid, Window, get_grid
 from lamap.synthetic.world import World
 from lamap.timesteps import TimeSteps, plan_time_steps, s2_days
 from tests._dask import raise_if_dask_computes
@@ -282,3 +282,56 @@ def test_unmasked_reads_equal_stackstacs_masked_reads(tiny_world: World, exact: 
         np.testing.assert_array_equal(got, expected)
         missing = np.isnan(got) if np.isnan(fill) else got == fill
         assert missing.any() and not missing.all(), "the window should reach past the data"
+
+
+def test_one_read_fast_path_equals_the_nodata_aware_read(tiny_world: World) -> None:
+    """Inside the data, the warp without nodata handling gives the very same array; a window
+    reaching nodata falls back to the nodata-aware read (and still equals it)."""
+    from lamap.cube import _COVERED, OneReadReader
+
+    grid = Grid.from_bbox(tiny_world.bbox, crs="EPSG:3035", chunk=128, shard=128, tile=256)
+    world = grid.window_for_bounds(tiny_world.meta["truth_grid"]["bounds"])
+    item = json.loads(next(p for p in tiny_world.item_paths if "T32UGP" in p.name).read_text())
+    s1 = json.loads(next(p for p in tiny_world.item_paths if "_rtc" in p.name).read_text())
+    east = world.col_stop - world.width // 3  # zone 32's product covers the world's east
+    inside = Window(world.row_start + 24, world.row_stop - 24, east, world.col_stop - 24)
+    outside = world.grow(20)
+    for window, clean in ((inside, True), (outside, False)):
+        spec = RasterSpec(3035, grid.window_bounds(window), (10.0, 10.0))
+        whole = RioWindow(0, 0, spec.shape[1], spec.shape[0])
+        for source in (item, s1):
+            _COVERED.add(tuple(spec.bounds), source)
+            for asset in ("B05", "B04", "vv", "vh"):
+                if asset not in source["assets"]:
+                    continue
+                args = dict(url=source["assets"][asset]["href"], spec=spec,
+                            resampling=Resampling.bilinear, dtype=np.dtype("float32"),
+                            fill_value=np.float32(np.nan), scale_offset=(1.0, 0.0),
+                            gdal_env=None, errors_as_nodata=())  # fmt: skip
+                fast = OneReadReader(**args)
+                assert (fast._clean_read(whole) is not None) == clean, (asset, clean)
+                np.testing.assert_array_equal(fast.read(whole), UnmaskedReader(**args).read(whole))
+
+
+def test_scenes_under_a_covering_scene_are_not_read(tiny_world: World, tiny_search) -> None:  # type: ignore[no-untyped-def]
+    """A day's mosaic shows its last scene on top: under one whose footprint covers the
+    window, the others are not read; with the real footprints, both zones are."""
+    import dataclasses
+
+    import shapely
+
+    from lamap.cube import _items_to_read
+
+    steps = _steps(tiny_world, tiny_search, dt.date(2024, 4, 24))
+    group = steps.t1.item_ids
+    assert len(group) == 2, group
+    grid = Grid.from_bbox(tiny_world.bbox, crs="EPSG:3035", chunk=16, shard=32, tile=64)
+    where = CubeWindow(grid, grid.window_for_bounds(tiny_world.meta["truth_grid"]["bounds"]),
+                       one_chunk=True)  # fmt: skip
+    scenes = [s for s in tiny_search.s2 if s.id in group]
+    real = [i["id"] for i in _items_to_read(scenes, [group], where, None)]
+    assert sorted(real) == sorted(group)
+    everywhere = shapely.box(-180, -90, 180, 90)
+    widened = [dataclasses.replace(s, footprint=everywhere) if s.id == group[-1] else s
+               for s in scenes]  # fmt: skip
+    assert [i["id"] for i in _items_to_read(widened, [group], where, None)] == [group[-1]]

@@ -283,7 +283,7 @@ def bench(
     workers: Annotated[int, typer.Option(help="Local worker processes.")] = 2,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.", parser=parse_device)] = "cpu",
     size: Annotated[int, typer.Option(help="Edge of the generated world.", parser=parse_size)] = (
-        2048
+        2176
     ),
     peer: Annotated[bool, typer.Option(help="Also run the naive peer.")] = True,
     precision: Annotated[
