@@ -26,8 +26,6 @@ from lamap.catalog import (
 from lamap.cube import (
     SNAP_BANDS,
     CubeWindow,
-    UnmaskedReader,
-    _ExactSpec,
     s1_cube,
     s2_cube,
     scl_cube,
@@ -35,6 +33,7 @@ from lamap.cube import (
 )
 from lamap.features import build_features
 from lamap.grid import Grid, Window, get_grid
+from lamap.readers import COVERED, ExactSpec, OneReadReader, UnmaskedReader
 from lamap.synthetic.world import World
 from lamap.timesteps import TimeSteps, plan_time_steps, s2_days
 from tests._dask import raise_if_dask_computes
@@ -265,7 +264,7 @@ def test_unmasked_reads_equal_stackstacs_masked_reads(tiny_world: World, exact: 
     world = grid.window_for_bounds(tiny_world.meta["truth_grid"]["bounds"]).grow(20)
     spec = RasterSpec(3035, grid.window_bounds(world), (10.0, 10.0))
     if exact:
-        spec = _ExactSpec(spec.epsg, spec.bounds, spec.resolutions_xy)
+        spec = ExactSpec(spec.epsg, spec.bounds, spec.resolutions_xy)
     s2 = json.loads(next(p for p in tiny_world.item_paths if "T32UGP" in p.name).read_text())
     s1 = json.loads(next(p for p in tiny_world.item_paths if "_rtc" in p.name).read_text())
     cases = [(s2["assets"]["B05"]["href"], "float32", np.nan, Resampling.bilinear),
@@ -287,8 +286,6 @@ def test_unmasked_reads_equal_stackstacs_masked_reads(tiny_world: World, exact: 
 def test_one_read_fast_path_equals_the_nodata_aware_read(tiny_world: World) -> None:
     """Inside the data, the warp without nodata handling gives the very same array; a window
     reaching nodata falls back to the nodata-aware read (and still equals it)."""
-    from lamap.cube import _COVERED, OneReadReader
-
     grid = Grid.from_bbox(tiny_world.bbox, crs="EPSG:3035", chunk=128, shard=128, tile=256)
     world = grid.window_for_bounds(tiny_world.meta["truth_grid"]["bounds"])
     item = json.loads(next(p for p in tiny_world.item_paths if "T32UGP" in p.name).read_text())
@@ -300,7 +297,7 @@ def test_one_read_fast_path_equals_the_nodata_aware_read(tiny_world: World) -> N
         spec = RasterSpec(3035, grid.window_bounds(window), (10.0, 10.0))
         whole = RioWindow(0, 0, spec.shape[1], spec.shape[0])
         for source in (item, s1):
-            _COVERED.add(tuple(spec.bounds), source)
+            COVERED.add(tuple(spec.bounds), source)
             for asset in ("B05", "B04", "vv", "vh"):
                 if asset not in source["assets"]:
                     continue
