@@ -27,7 +27,9 @@ from lamap.store.fs import zarr_store
 __all__ = [
     "DONE_NODE",
     "FAILED_NODE",
+    "JSON_ATTRS",
     "LAI_VALID_RANGE",
+    "SOURCE_FILL",
     "STORE_LAYOUT",
     "TIME_UNITS",
     "DateLike",
@@ -38,6 +40,8 @@ __all__ = [
     "check_user_attrs",
     "commit",
     "date_index",
+    "decode_attrs",
+    "encode_attrs",
     "json_ready",
     "now",
     "open_group",
@@ -50,8 +54,14 @@ __all__ = [
 #: A date: ``datetime.date``, ``numpy.datetime64`` or ``"YYYY-MM-DD"``.
 DateLike: TypeAlias = "dt.date | np.datetime64 | str"
 
-#: Version of the on-disk layout, written into the store's attributes.
-STORE_LAYOUT = 1
+#: Version of the on-disk layout, written into the store's attributes. Layout 2 stores
+#: structured attributes as JSON strings (:func:`encode_attrs`) and fills ``source`` with
+#: :data:`SOURCE_FILL`; layout-1 stores are read alike and upgraded by their next run.
+STORE_LAYOUT = 2
+#: ``source`` of a pixel never written ("not mapped"): the array's fill value.
+SOURCE_FILL = 255
+#: The root attribute listing the attributes held as JSON strings (see :func:`encode_attrs`).
+JSON_ATTRS = "lamap_json_attrs"
 #: The CF ``valid_min``/``valid_max`` of ``lai``; writes outside it are refused.
 LAI_VALID_RANGE = (0.0, 8.0)
 
@@ -85,7 +95,8 @@ class Source(IntEnum):
     ``lai`` is finite exactly where ``source`` is not ``NO_INPUT``; writes are checked.
     """
 
-    #: No estimate: no usable input (outside the swaths, nodata) or not mapped; ``lai`` NaN.
+    #: No estimate: no usable input (outside the swaths, nodata); ``lai`` NaN. A pixel never
+    #: mapped reads as :data:`SOURCE_FILL` (255, ``not_mapped``), the array's fill value.
     NO_INPUT = 0
     #: SNAP LAI from clear Sentinel-2 reflectance of the date itself.
     OBSERVED = 1
@@ -142,7 +153,76 @@ def _root_attrs(grid: Grid, extra: Mapping[str, Any]) -> dict[str, Any]:
         "lamap_dates": {},
     }
     attrs.update(extra)
-    return attrs
+    return encode_attrs(attrs)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _netcdf_ready(value: Any) -> bool:
+    """Tell whether netCDF (and so ``Dataset.to_netcdf``) can hold an attribute as it is."""
+    if isinstance(value, str) or _number(value):
+        return True
+    return isinstance(value, list) and bool(value) and (
+        all(_number(item) for item in value) or all(isinstance(item, str) for item in value)
+    )
+
+
+def encode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Return attributes that netCDF can hold: structured values become JSON strings.
+
+    Dicts, booleans, None, empty or mixed lists are written as JSON text, and their keys
+    are listed (space-separated) in the attribute :data:`JSON_ATTRS`, so that
+    ``xr.open_zarr(store).to_netcdf(...)`` works and :func:`decode_attrs` gives the values
+    back.
+
+    Parameters
+    ----------
+    attrs : mapping
+        JSON-ready attributes, decoded (:func:`decode_attrs`).
+
+    Returns
+    -------
+    dict
+    """
+    encoded: dict[str, Any] = {}
+    names = []
+    for key, value in attrs.items():
+        if key == JSON_ATTRS:
+            continue
+        if _netcdf_ready(value):
+            encoded[key] = value
+        else:
+            encoded[key] = json.dumps(value, sort_keys=True, allow_nan=False)
+            names.append(key)
+    encoded[JSON_ATTRS] = " ".join(sorted(names))
+    return encoded
+
+
+def decode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Return attributes with the JSON strings listed in :data:`JSON_ATTRS` parsed.
+
+    Stores of layout 1 hold those values as JSON objects; they are returned as they are.
+
+    Raises
+    ------
+    StoreError
+        If a listed attribute is not valid JSON (the store was edited by hand).
+    """
+    decoded = {key: value for key, value in attrs.items() if key != JSON_ATTRS}
+    for key in str(attrs.get(JSON_ATTRS, "")).split():
+        value = decoded.get(key)
+        if not isinstance(value, str):
+            continue
+        try:
+            decoded[key] = json.loads(value)
+        except ValueError as err:
+            raise StoreError(
+                f"the store attribute {key!r} should hold JSON ({err}); it was edited by "
+                "hand: restore it, or write to a new store"
+            ) from err
+    return decoded
 
 
 def check_user_attrs(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -167,6 +247,7 @@ def _data_attrs() -> dict[str, dict[str, Any]]:
     shared = {"grid_mapping": "spatial_ref", "coordinates": "spatial_ref"}
     lai = {
         "standard_name": "leaf_area_index",
+        "ancillary_variables": "source",
         "long_name": "leaf area index (one-sided green leaf area per unit ground area)",
         "units": "m2 m-2",
         "valid_min": LAI_VALID_RANGE[0],
@@ -175,11 +256,13 @@ def _data_attrs() -> dict[str, dict[str, Any]]:
     }
     source = {
         "long_name": "source of the leaf area index value",
-        "flag_values": [int(flag) for flag in Source],
-        "flag_meanings": " ".join(flag.name.lower() for flag in Source),
+        "flag_values": [*(int(flag) for flag in Source), SOURCE_FILL],
+        "flag_meanings": " ".join([*(flag.name.lower() for flag in Source), "not_mapped"]),
         "comment": (
             "no_input: no estimate, lai is NaN; observed: SNAP LAI of clear Sentinel-2 "
-            "reflectance at the date; filled: predicted by the fused Sentinel-1/Sentinel-2 model"
+            "reflectance at the date; filled: predicted by the fused Sentinel-1/Sentinel-2 "
+            f"model; not_mapped ({SOURCE_FILL}, the fill value): never mapped, lai is NaN. "
+            "flag_values have the variable's type (uint8): lamap.open_store gives them so"
         ),
         **shared,
     }
@@ -257,7 +340,7 @@ def _create_data_vars(group: zarr.Group, grid: Grid) -> None:
     attrs = _data_attrs()
     for name, dtype, fill, codec in (
         ("lai", "float32", np.nan, _FLOATS),
-        ("source", "uint8", int(Source.NO_INPUT), _FLAGS),
+        ("source", "uint8", SOURCE_FILL, _FLAGS),
     ):
         group.create_array(
             name, shape=(0, rows, cols), dtype=dtype, fill_value=fill, compressors=[codec],
@@ -340,7 +423,7 @@ def stored_grid(url: str, group: zarr.Group) -> Grid:
             f"reads (layout {STORE_LAYOUT}): upgrade lamap"
         )
     try:
-        grid = Grid.from_dict(cast(Mapping[str, Any], attrs["lamap_grid"]))
+        grid = Grid.from_dict(cast(Mapping[str, Any], decode_attrs(attrs)["lamap_grid"]))
     except GridError as err:
         raise StoreError(f"the grid recorded in the store {url} is invalid: {err}") from err
     _check_members(url, group, grid)
@@ -461,9 +544,11 @@ def record_date(
 ) -> None:
     """Store a date's run summary (and the model, if given) in the root attributes."""
     group = open_group(url, options, write=True)
-    dates = dict(cast(Mapping[str, Any], group.attrs.get("lamap_dates") or {}))
+    attrs = decode_attrs(group.attrs.asdict())
+    dates = dict(cast(Mapping[str, Any], attrs.get("lamap_dates") or {}))
     dates[day.isoformat()] = dict(summary)
-    update: dict[str, Any] = {"lamap_dates": dates, "lamap_version": lamap.__version__}
+    attrs.update(lamap_dates=dates, lamap_version=lamap.__version__,
+                 lamap_store_layout=STORE_LAYOUT)  # a layout-1 store is upgraded here
     if model is not None:
-        update["lamap_model"] = dict(model)
-    group.update_attributes(update)
+        attrs["lamap_model"] = dict(model)
+    group.update_attributes(encode_attrs(attrs))
