@@ -143,7 +143,7 @@ def _quiet_zarr() -> Iterator[None]:
 def _root_attrs(grid: Grid, extra: Mapping[str, Any]) -> dict[str, Any]:
     version = lamap.__version__
     attrs: dict[str, Any] = {
-        "Conventions": "CF-1.10",
+        "Conventions": "CF-1.8",  # the newest version cf-checker (4.1) verifies; nothing newer used
         "title": f"Leaf area index at {grid.resolution:g} m",
         "source": f"lamap {version}: Sentinel-1 and Sentinel-2 fused by a multi-temporal network",
         "history": f"{now()} created by lamap {version}",
