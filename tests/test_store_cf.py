@@ -19,7 +19,7 @@ import lamap
 from lamap.grid import Grid, Tile
 from lamap.output_stac import collection_url
 from lamap.store import LAI_VALID_RANGE, LaiStore, Source
-from lamap.store.schema import JSON_ATTRS, SOURCE_FILL
+from lamap.store.schema import JSON_ATTRS, SOURCE_FILL, commit
 from lamap.synthetic.world import World
 from tests.conftest import DATA
 from tests.oracles.validate import validate_stac
@@ -89,7 +89,7 @@ def test_a_layout_1_store_is_read_and_upgraded_by_its_next_run(written: LaiStore
     old = {**written.attrs, "lamap_store_layout": 1}  # dicts as layout 1 kept them
     group.attrs.clear()
     group.update_attributes(old)
-    zarr.consolidate_metadata(written.url)
+    commit(written.url, {})  # publish it, as lamap commits
     store = LaiStore.open(written.url)
     assert store.grid == SMALL and store.attrs["lamap_dates"][D1]["tiles_done"] == 1
     store.record_run(D1)
