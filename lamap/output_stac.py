@@ -153,9 +153,8 @@ def store_collection(store: LaiStore) -> dict[str, Any]:
         "assets": {"zarr": {
             "href": f"./{name}", "type": _ZARR_TYPE, "roles": ["data", "zarr"],
             "title": "the LAI store (Zarr v3, consolidated metadata)",
+            # no xarray:storage_options: they may hold credentials, and readers have theirs
             "xarray:open_kwargs": {"engine": "zarr", "consolidated": True, "chunks": {}},
-            **({"xarray:storage_options": dict(store.storage_options)}
-               if store.storage_options else {}),
         }},
         "links": [],
         "summaries": {"lamap:grid": [store.grid.to_dict()]},

@@ -19,7 +19,8 @@ import lamap
 from lamap.grid import Grid, Tile
 from lamap.output_stac import collection_url
 from lamap.store import LAI_VALID_RANGE, LaiStore, Source
-from lamap.store.schema import JSON_ATTRS, SOURCE_FILL, commit
+from lamap.store.attrs import JSON_ATTRS
+from lamap.store.schema import SOURCE_FILL, commit
 from lamap.synthetic.world import World
 from tests.conftest import DATA
 from tests.oracles.validate import validate_stac

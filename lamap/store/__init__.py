@@ -37,7 +37,7 @@ Root attributes: ``Conventions``, ``title``, ``source``, ``history``, ``lamap_gr
 ``lamap_dates`` (per date: tiles done, model, the acquisition days and number of items
 used per sensor; see :meth:`LaiStore.record_run`). Structured values are JSON strings,
 listed in ``lamap_json_attrs``, so that netCDF (``ds.to_netcdf``) can hold every attribute;
-:attr:`LaiStore.attrs` parses them (:func:`~lamap.store.schema.decode_attrs`). The exact
+:attr:`LaiStore.attrs` parses them (:func:`~lamap.store.attrs.decode_attrs`). The exact
 inputs of every tile are in its done marker (:meth:`LaiStore.date_info`).
 
 Time
@@ -72,6 +72,7 @@ Modules
 -------
 - :mod:`~lamap.store.laistore`: :class:`LaiStore`, the handle callers use.
 - :mod:`~lamap.store.schema`: create and open, CF and CRS metadata, the time axis, commits.
+- :mod:`~lamap.store.attrs`: root attributes as netCDF can hold them (JSON strings) and back.
 - :mod:`~lamap.store.write`: shard-aligned region writes checked against the contract.
 - :mod:`~lamap.store.ledger`: done markers, failed-tile records, run summaries.
 - :mod:`~lamap.store.fs`: locations, the Zarr store and the fsspec file system.

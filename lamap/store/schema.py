@@ -22,12 +22,12 @@ from zarr.codecs import BloscCodec
 import lamap
 from lamap.errors import GridError, InputError, StoreError
 from lamap.grid import Grid
+from lamap.store.attrs import decode_attrs, encode_attrs
 from lamap.store.fs import zarr_store
 
 __all__ = [
     "DONE_NODE",
     "FAILED_NODE",
-    "JSON_ATTRS",
     "LAI_VALID_RANGE",
     "SOURCE_FILL",
     "STORE_LAYOUT",
@@ -40,8 +40,6 @@ __all__ = [
     "check_user_attrs",
     "commit",
     "date_index",
-    "decode_attrs",
-    "encode_attrs",
     "json_ready",
     "now",
     "open_group",
@@ -55,13 +53,11 @@ __all__ = [
 DateLike: TypeAlias = "dt.date | np.datetime64 | str"
 
 #: Version of the on-disk layout, written into the store's attributes. Layout 2 stores
-#: structured attributes as JSON strings (:func:`encode_attrs`) and fills ``source`` with
+#: structured attributes as JSON strings (:mod:`lamap.store.attrs`) and fills ``source`` with
 #: :data:`SOURCE_FILL`; layout-1 stores are read alike and upgraded by their next run.
 STORE_LAYOUT = 2
 #: ``source`` of a pixel never written ("not mapped"): the array's fill value.
 SOURCE_FILL = 255
-#: The root attribute listing the attributes held as JSON strings (see :func:`encode_attrs`).
-JSON_ATTRS = "lamap_json_attrs"
 #: The CF ``valid_min``/``valid_max`` of ``lai``; writes outside it are refused.
 LAI_VALID_RANGE = (0.0, 8.0)
 
@@ -154,75 +150,6 @@ def _root_attrs(grid: Grid, extra: Mapping[str, Any]) -> dict[str, Any]:
     }
     attrs.update(extra)
     return encode_attrs(attrs)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _netcdf_ready(value: Any) -> bool:
-    """Tell whether netCDF (and so ``Dataset.to_netcdf``) can hold an attribute as it is."""
-    if isinstance(value, str) or _number(value):
-        return True
-    return isinstance(value, list) and bool(value) and (
-        all(_number(item) for item in value) or all(isinstance(item, str) for item in value)
-    )
-
-
-def encode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """Return attributes that netCDF can hold: structured values become JSON strings.
-
-    Dicts, booleans, None, empty or mixed lists are written as JSON text, and their keys
-    are listed (space-separated) in the attribute :data:`JSON_ATTRS`, so that
-    ``xr.open_zarr(store).to_netcdf(...)`` works and :func:`decode_attrs` gives the values
-    back.
-
-    Parameters
-    ----------
-    attrs : mapping
-        JSON-ready attributes, decoded (:func:`decode_attrs`).
-
-    Returns
-    -------
-    dict
-    """
-    encoded: dict[str, Any] = {}
-    names = []
-    for key, value in attrs.items():
-        if key == JSON_ATTRS:
-            continue
-        if _netcdf_ready(value):
-            encoded[key] = value
-        else:
-            encoded[key] = json.dumps(value, sort_keys=True, allow_nan=False)
-            names.append(key)
-    encoded[JSON_ATTRS] = " ".join(sorted(names))
-    return encoded
-
-
-def decode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """Return attributes with the JSON strings listed in :data:`JSON_ATTRS` parsed.
-
-    Stores of layout 1 hold those values as JSON objects; they are returned as they are.
-
-    Raises
-    ------
-    StoreError
-        If a listed attribute is not valid JSON (the store was edited by hand).
-    """
-    decoded = {key: value for key, value in attrs.items() if key != JSON_ATTRS}
-    for key in str(attrs.get(JSON_ATTRS, "")).split():
-        value = decoded.get(key)
-        if not isinstance(value, str):
-            continue
-        try:
-            decoded[key] = json.loads(value)
-        except ValueError as err:
-            raise StoreError(
-                f"the store attribute {key!r} should hold JSON ({err}); it was edited by "
-                "hand: restore it, or write to a new store"
-            ) from err
-    return decoded
 
 
 def check_user_attrs(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
