@@ -26,6 +26,10 @@ from tests.conftest import new_bucket
 from tests.oracles.validate import validate_stac
 
 DATE = "2024-04-28"
+# rioxarray's own use of affine (not lamap's), in the COG export
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Use `@` matmul instead of `\\*` mul:PendingDeprecationWarning"
+)
 
 
 def _bbox(world: World) -> str:
