@@ -31,6 +31,8 @@ _EXPORTS = {
     "open_store": "lamap.export",
     "read_lai": "lamap.export",
     "export_cog": "lamap.export",
+    "export_zarr": "lamap.export_zarr",
+    "store_collection": "lamap.output_stac",
     "quicklook": "lamap.export",
     "info": "lamap.export",
     "LaiStore": "lamap.store",
@@ -65,6 +67,7 @@ __all__ = [
     "as_bbox",
     "as_date",
     "export_cog",
+    "export_zarr",
     "get_grid",
     "info",
     "map_lai",
@@ -74,6 +77,7 @@ __all__ = [
     "quicklook",
     "read_lai",
     "search",
+    "store_collection",
 ]
 
 
@@ -96,8 +100,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from lamap.catalog import open_catalog, search
     from lamap.errors import InputError, LamapError, LamapWarning
     from lamap.export import export_cog, info, open_store, quicklook, read_lai
+    from lamap.export_zarr import export_zarr
     from lamap.features import FeatureSpec
     from lamap.grid import Grid, Tile, get_grid
     from lamap.mapping import MapOptions, MapReport, map_lai, plan_map
+    from lamap.output_stac import store_collection
     from lamap.runtime import ClusterSpec
     from lamap.store import LaiStore

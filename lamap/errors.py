@@ -10,6 +10,7 @@ __all__ = [
     "CatalogError",
     "CatalogWarning",
     "CheckpointError",
+    "DashboardPortWarning",
     "ExportError",
     "GridError",
     "InputError",
@@ -73,3 +74,7 @@ class ExportError(LamapError):
 
 class SyntheticModelWarning(LamapWarning):
     """The model was trained on lamap's synthetic world, not on real Sentinel data."""
+
+
+class DashboardPortWarning(LamapWarning):
+    """The local Dask dashboard's port was taken; the dashboard listens on another one."""

@@ -1,9 +1,12 @@
 """Reading a LAI store back out: Cloud-Optimized GeoTIFFs, quick-look PNGs and a summary.
 
-- :func:`read_lai`: one date's ``lai`` over a lon/lat bbox, or over the tiles mapped for
-  that date (the store's written extent), as a lazy DataArray with its CRS.
-- :func:`export_cog`: the same as a Cloud-Optimized GeoTIFF (float32, NaN nodata,
-  Deflate with the floating-point predictor, average overviews), written by rioxarray.
+- :func:`read_lai`: one date's ``lai`` over a lon/lat bbox, or over the mapped data of that
+  date (:func:`mapped_window`), as a lazy DataArray with its CRS.
+- :func:`export_cog`: the same plus the ``source`` flags as a two-band Cloud-Optimized
+  GeoTIFF (float32, NaN nodata, Deflate with the floating-point predictor, average
+  overviews), written by rioxarray, with a STAC Item beside it
+  (:func:`lamap.output_stac.cog_item`). :mod:`lamap.export_zarr` writes an unsharded
+  Zarr v2 copy for GDAL before 3.13, which cannot read the store's sharded Zarr v3.
 - :func:`quicklook`: the same as a colour PNG with a legend (Pillow), downsampled to at
   most ``max_size`` pixels a side.
 - :func:`info`: the grid, the dates, the tiles done per date and the model, as text.
@@ -30,7 +33,8 @@ import lamap
 from lamap._inputs import BBoxLike, as_date
 from lamap.errors import ExportError, InputError
 from lamap.grid import Window
-from lamap.store import LAI_VALID_RANGE, DateLike, LaiStore, StoreError
+from lamap.store import LAI_VALID_RANGE, DateLike, LaiStore, Source, StoreError
+from lamap.store.schema import SOURCE_FILL
 
 if TYPE_CHECKING:
     from PIL import Image, ImageDraw
@@ -42,6 +46,7 @@ __all__ = [
     "StoreLike",
     "export_cog",
     "info",
+    "mapped_window",
     "open_store",
     "quicklook",
     "read_lai",
@@ -98,6 +103,29 @@ def _stored_date(store: LaiStore, date: DateLike) -> dt.date:
     return day
 
 
+def mapped_window(store: LaiStore, day: dt.date) -> Window:
+    """Return the smallest window holding every pixel of ``day`` with an estimate.
+
+    That is where ``source`` is ``observed`` or ``filled``, inside the tiles done for the
+    date; the tiles' window itself when none of their pixels has an estimate.
+
+    Raises
+    ------
+    StoreError
+        If no tile of the date is done.
+    """
+    tiles = _written_window(store, day)
+    rows, cols = tiles.to_slices()
+    source = store.dataset()["source"].isel(time=store.time_index(day), y=rows, x=cols)
+    estimated = source.isin([int(Source.OBSERVED), int(Source.FILLED)])
+    any_row = np.flatnonzero(estimated.any("x").values)
+    any_col = np.flatnonzero(estimated.any("y").values)
+    if not any_row.size:
+        return tiles
+    return Window(tiles.row_start + int(any_row[0]), tiles.row_start + int(any_row[-1]) + 1,
+                  tiles.col_start + int(any_col[0]), tiles.col_start + int(any_col[-1]) + 1)
+
+
 def _written_window(store: LaiStore, day: dt.date) -> Window:
     """Return the window enclosing every tile done for ``day``."""
     tiles = [store.grid.tile_from_id(tile_id) for tile_id in store.done_tiles(day)]
@@ -141,7 +169,24 @@ def open_store(store: StoreLike, **kwargs: Any) -> xr.Dataset:
     """
     opened = _as_store(store)
     ds = opened.dataset(**kwargs).rio.write_crs(opened.grid.crs)
+    for name in ("lai", "source"):
+        ds[name].attrs.update(_typed(ds[name]))
     return ds.rio.set_spatial_dims(x_dim="x", y_dim="y")
+
+
+def _typed(variable: xr.DataArray) -> dict[str, Any]:
+    """Return the attributes CF wants in the variable's own type, as NumPy values of it.
+
+    A Zarr attribute is JSON, so ``flag_values`` read as Python ints (int64 in a netCDF
+    file, an error for cf-checker on a uint8 variable); this types them back.
+    """
+    dtype = variable.dtype
+    return {
+        key: np.asarray(variable.attrs[key], dtype=dtype)
+        if key == "flag_values" else dtype.type(variable.attrs[key])
+        for key in ("flag_values", "valid_min", "valid_max")
+        if key in variable.attrs
+    }
 
 
 def read_lai(store: StoreLike, date: DateLike, bbox: BBoxLike | None = None) -> xr.DataArray:
@@ -155,8 +200,8 @@ def read_lai(store: StoreLike, date: DateLike, bbox: BBoxLike | None = None) -> 
         A date the store holds.
     bbox : str or sequence of float, optional
         ``W,S,E,N`` in degrees, projected to the store's CRS with densified edges and
-        clipped to its grid; default: the smallest window holding every tile done for the
-        date.
+        clipped to its grid; default: the smallest window holding every pixel of the date
+        with an estimate (:func:`mapped_window`).
 
     Returns
     -------
@@ -173,25 +218,30 @@ def read_lai(store: StoreLike, date: DateLike, bbox: BBoxLike | None = None) -> 
     """
     lai_store = _as_store(store)
     day = _stored_date(lai_store, date)
-    window = (
-        lai_store.grid.window_for_bbox(bbox)
-        if bbox is not None
-        else _written_window(lai_store, day)
-    )
-    return _lai_window(lai_store, day, window)
+    return _lai_window(lai_store, day, _window(lai_store, day, bbox))
+
+
+def _window(store: LaiStore, day: dt.date, bbox: BBoxLike | None) -> Window:
+    """Return the window of a bbox, or of the date's mapped data."""
+    return store.grid.window_for_bbox(bbox) if bbox is not None else mapped_window(store, day)
+
+
+def _layer(store: LaiStore, day: dt.date, window: Window, name: str) -> xr.DataArray:
+    """One date's variable over a window, lazily, with its descriptive attributes only."""
+    rows, cols = window.to_slices()
+    layer = store.dataset()[name].isel(time=store.time_index(day), y=rows, x=cols, drop=True)
+    layer = layer.drop_vars("spatial_ref", errors="ignore")
+    layer.attrs = {
+        key: value
+        for key, value in layer.attrs.items()
+        if key in ("standard_name", "long_name", "units")
+    }
+    layer.attrs["date"] = day.isoformat()
+    return layer
 
 
 def _lai_window(store: LaiStore, day: dt.date, window: Window) -> xr.DataArray:
-    rows, cols = window.to_slices()
-    lai = store.dataset()["lai"].isel(time=store.time_index(day), y=rows, x=cols, drop=True)
-    lai = lai.drop_vars("spatial_ref", errors="ignore")
-    lai.attrs = {
-        key: value
-        for key, value in lai.attrs.items()
-        if key in ("standard_name", "long_name", "units")
-    }
-    lai.attrs["date"] = day.isoformat()
-    lai = lai.rio.write_crs(store.grid.crs)
+    lai = _layer(store, day, window, "lai").rio.write_crs(store.grid.crs)
     lai = lai.rio.write_transform(store.grid.window_transform(window))
     return lai.rio.write_nodata(np.nan, encoded=False)
 
@@ -207,6 +257,7 @@ def _tags(store: LaiStore, day: dt.date) -> dict[str, str]:
         "STANDARD_NAME": "leaf_area_index",
         "SOURCE": f"lamap {lamap.__version__} from {store.url}",
         "MODEL_SHA256": str(model.get("sha256", "unknown")),
+        "SOURCE_FLAGS": "0=no_input 1=observed 2=filled (band 2; NaN: not mapped)",
     }
 
 
@@ -225,25 +276,27 @@ def export_cog(
     date: DateLike,
     bbox: BBoxLike | None = None,
 ) -> Path:
-    """Write one date's LAI as a Cloud-Optimized GeoTIFF.
+    """Write one date's LAI and source flags as a Cloud-Optimized GeoTIFF, and its STAC Item.
 
     Parameters
     ----------
     store : str, path-like or LaiStore
         The LAI store.
     out : path-like
-        The ``.tif`` to write (replaced if it exists).
+        The ``.tif`` to write (replaced if it exists); its STAC Item goes beside it as
+        ``.json`` (:func:`lamap.output_stac.cog_item`).
     date : date or str
         A date the store holds.
     bbox : str or sequence of float, optional
-        ``W,S,E,N`` in degrees; default: the tiles mapped for the date (see
-        :func:`read_lai`).
+        ``W,S,E,N`` in degrees; default: the date's mapped data (see :func:`read_lai`).
 
     Returns
     -------
     pathlib.Path
-        The written file: one float32 band ``lai`` in the store's CRS and pixels, nodata
-        NaN, tags ``DATE``, ``UNITS``, ``MODEL_SHA256``.
+        The written file in the store's CRS and pixels, nodata NaN: band 1 ``lai``
+        (float32, m2 m-2), band 2 ``source`` (the flags 0 no_input, 1 observed, 2 filled
+        as floats; NaN where never mapped); tags ``DATE``, ``UNITS``, ``MODEL_SHA256``,
+        ``SOURCE_FLAGS``.
 
     Raises
     ------
@@ -252,17 +305,42 @@ def export_cog(
     ExportError
         If the file cannot be written.
     """
+    from lamap.output_stac import cog_item, write_item
+
     lai_store = _as_store(store)
     path = _check_out(out, (".tif", ".tiff"))
-    lai = read_lai(lai_store, date, bbox)
-    day = as_date(date)
+    day = _stored_date(lai_store, date)
+    window = _window(lai_store, day, bbox)
+    bands = _cog_bands(lai_store, day, window)
     try:
-        lai.rio.to_raster(
+        bands.rio.to_raster(
             path, driver="COG", dtype="float32", tags=_tags(lai_store, day), **_COG_OPTIONS
         )
     except OSError as err:  # rasterio's RasterioIOError is an OSError
         raise ExportError(f"cannot write the GeoTIFF {path}: {err}") from err
+    item = cog_item(path, lai_store.grid, window, day, bands=_BANDS, store_url=lai_store.url)
+    write_item(item, path)
     return path
+
+
+#: The bands of an exported GeoTIFF, in order, and their descriptions.
+_BANDS = {
+    "lai": "leaf area index (m2 m-2), NaN where there is no estimate",
+    "source": "source flags: 0 no_input, 1 observed, 2 filled; NaN where never mapped",
+}
+
+
+def _cog_bands(store: LaiStore, day: dt.date, window: Window) -> xr.DataArray:
+    """``lai`` and ``source`` (as float32, NaN where never mapped) on a ``band`` axis."""
+    lai = _lai_window(store, day, window)
+    source = _layer(store, day, window, "source")
+    flags = source.where(source != SOURCE_FILL).astype(np.float32)
+    bands = xr.concat([lai, flags.assign_attrs(lai.attrs)], dim="band", join="exact")
+    bands = bands.assign_coords(band=[1, 2])
+    bands.attrs = {"long_name": tuple(_BANDS), "date": day.isoformat()}
+    bands = bands.rio.write_crs(store.grid.crs)
+    bands = bands.rio.write_transform(store.grid.window_transform(window))
+    return bands.rio.write_nodata(np.nan, encoded=False)
 
 
 # --------------------------------------------------------------------------- quick-look

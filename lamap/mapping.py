@@ -35,8 +35,10 @@ from lamap.errors import InputError, SyntheticModelWarning
 from lamap.features import FeatureSpec, build_features
 from lamap.grid import DEFAULT_GRID, Grid, Tile, Window, get_grid, resolve_grid
 from lamap.infer import DEFAULT_BATCH, PRECISIONS, ModelRef, predict
+from lamap.output_stac import write_collection
 from lamap.runner import DEFAULT_RETRIES, RunContext, run_tiles
 from lamap.runtime import ClusterSpec, Progress, Reporter, dashboard_link, get_client
+from lamap.runtime.cluster import gpu_resource
 from lamap.store import LaiStore, Source
 from lamap.tileplan import PlanOptions, PlanSummary, SceneIndex, iter_plans
 from lamap.timesteps import (
@@ -79,9 +81,11 @@ class MapOptions:
         Model window edge; default: one window per block (the store's shard).
     batch : int
         Windows per model call.
-    device : {"cpu", "cuda", "auto"}
-        Where workers run the model; ``cuda`` also tags inference tasks with
-        ``resources={"GPU": 1}``.
+    device : {"cpu", "cuda", "cuda:N", "auto"}
+        Where workers run the model. Inference tasks carry ``resources={"GPU": 1}`` for
+        ``cuda``/``cuda:N`` (a cluster without a worker advertising ``GPU`` is refused at
+        once) and for ``auto`` when a worker advertises it
+        (:func:`lamap.runtime.cluster.gpu_resource`).
     tiles_in_flight : int, optional
         Tiles on the cluster at once (default: twice the number of workers).
     retries : int
@@ -316,7 +320,8 @@ def map_lai(
         A custom grid over a CRS's area of use, or another pixel size, as ``--crs`` and
         ``--resolution`` of ``lamap map`` (:func:`lamap.grid.resolve_grid`).
     cluster : ClusterSpec, optional
-        Which Dask cluster to use (default: a local cluster of worker processes).
+        Which Dask cluster to use when the caller has no ``distributed.Client`` running
+        (the caller's client is used first; see :func:`lamap.runtime.get_client`).
     options : MapOptions, optional
         Planning and inference settings.
     progress : callable, optional
@@ -347,15 +352,16 @@ def map_lai(
     _check_halo(halo)
     profile, result = _search(catalog, todo, day, options)
     index = SceneIndex.from_result(result)
-    store.add_date(day)
     model_info = {"path": ref.path, "sha256": ref.sha256, "lamap_version": loaded.lamap_version,
                   "precision": ref.precision}  # fmt: skip
-    with get_client(cluster) as client:
+    with get_client(cluster, device=options.device) as client:
         report.dashboard = dashboard_link(client)
         say.link(f"dashboard: {report.dashboard}")
+        gpu = gpu_resource(client, options.device)  # fails fast before the store changes
+        store.add_date(day)
         ctx = RunContext(
             store, day, store.block_writer(day), ref, halo, spec, model_info,
-            signer=profile.signer, gpu=options.device == "cuda", retries=options.retries,
+            signer=profile.signer, gpu=gpu, retries=options.retries,
             exact_warp=options.exact_warp,
         )
         info = client.scheduler_info()  # type: ignore[attr-defined]
@@ -373,6 +379,7 @@ def map_lai(
     )
     report.tasks = outcome.tasks
     store.record_run(day, model=model_info)
+    write_collection(store)  # the STAC Collection beside the store, with this run's extent
     report.seconds = time.perf_counter() - started
     return report
 
@@ -487,13 +494,10 @@ def _open_store(out: str | os.PathLike[str], grid: Grid | None) -> LaiStore:
 
 
 def _exists(out: str | os.PathLike[str]) -> bool:
-    text = os.fspath(out)
-    if "://" not in text:
-        return os.path.exists(os.path.join(text, "zarr.json"))
-    import fsspec
+    from lamap.store.fs import filesystem, normalise_url
 
-    fs, path = fsspec.core.url_to_fs(text)
-    return bool(fs.exists(f"{path.rstrip('/')}/zarr.json"))
+    fs, path = filesystem(normalise_url(out), {})  # InputError naming the extra to install
+    return bool(fs.exists(f"{path}/zarr.json"))
 
 
 def _halo(loaded: Any) -> int:

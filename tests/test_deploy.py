@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+CRDS = Path(__file__).resolve().parent / "data" / "k8s"
+"""The Dask Kubernetes operator's CRDs (tests/data/PROVENANCE.md says whence)."""
 GPU_ARGS = ("--resources", "GPU=1")
 WORKER_ENV = {"GDAL_CACHEMAX", "OMP_NUM_THREADS"}
 
@@ -55,7 +57,7 @@ def test_operator_cluster_and_gpu_group(operator_docs) -> None:  # type: ignore[
     cluster, gpu = operator_docs["DaskCluster"], operator_docs["DaskWorkerGroup"]
     assert gpu["spec"]["cluster"] == cluster["metadata"]["name"]
     (gpu_worker,) = _containers(gpu["spec"]["worker"])
-    assert gpu_worker["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert gpu_worker["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert GPU_ARGS in _pairs(gpu_worker["args"])
     assert ("--nthreads", "1") in _pairs(gpu_worker["args"])
     assert gpu_worker["args"][:2] == ["dask", "worker"]
@@ -88,7 +90,7 @@ def test_helm_values(helm) -> None:  # type: ignore[no-untyped-def]
     assert helm["webUI"]["servicePort"] == 8787
     (gpu,) = helm["additional_worker_groups"]
     assert GPU_ARGS in _pairs(gpu["extraArgs"])
-    assert gpu["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert gpu["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert gpu["threads_per_worker"] == 1
     assert "nvidia.com/gpu" not in helm["worker"]["resources"]["limits"]
     for group in (helm["worker"], gpu):
@@ -118,9 +120,10 @@ def test_dockerfile_cuda_base_installs_lamap_and_helm_shims(helm) -> None:  # ty
     base = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.MULTILINE)
     assert base and "cuda" in base.group(1) and base.group(1).startswith("pytorch/pytorch:")
     assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.MULTILINE)
-    assert "pip install ." in text
-    install = next(line for line in text.splitlines() if "pip install ." in line)
+    install = next(line for line in text.splitlines() if line.startswith("RUN python -m pip"))
+    assert 'pip install ".[s3,gcs,az]"' in install, "s3fs, gcsfs, adlfs: cloud stores"
     assert "-c " not in install and "torch" not in install
+    assert "import torch, rasterio, s3fs, gcsfs, adlfs, lamap" in text
     assert "torch.version.cuda" in text, "the build should fail if pip replaced CUDA torch"
     for command in ("dask-scheduler", "dask-worker"):
         assert f"/usr/local/bin/{command}" in text
@@ -177,3 +180,37 @@ def test_readme_says_how_to_run_and_reach_the_dashboard() -> None:
         "kubectl apply -f deploy/kubernetes/daskcluster.yaml",
     ):
         assert needed in readme, needed
+
+
+# --------------------------------------------------------------------------- operator CRDs
+
+
+def _crd_schema(kind: str) -> dict[str, Any]:
+    """The openAPIV3Schema of the operator's CRD for ``kind``, version v1."""
+    crd = yaml.safe_load((CRDS / f"{kind.lower()}.yaml").read_text())
+    assert crd["spec"]["names"]["kind"] == kind and crd["spec"]["group"] == "kubernetes.dask.org"
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    return dict(version["schema"]["openAPIV3Schema"])
+
+
+def _crd_errors(doc: dict[str, Any]) -> list[str]:
+    import jsonschema
+
+    validator = jsonschema.Draft7Validator(_crd_schema(doc["kind"]))
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in validator.iter_errors(doc)]  # fmt: skip
+
+
+def test_manifests_match_the_operators_crd_schemas(operator_docs) -> None:  # type: ignore[no-untyped-def]
+    for kind, doc in operator_docs.items():
+        assert _crd_errors(doc) == [], kind
+
+
+def test_a_numeric_gpu_quantity_is_what_the_crd_refuses(operator_docs) -> None:  # type: ignore[no-untyped-def]
+    import copy
+
+    broken = copy.deepcopy(operator_docs["DaskWorkerGroup"])
+    (container,) = _containers(broken["spec"]["worker"])
+    container["resources"]["limits"]["nvidia.com/gpu"] = 1  # what the manifest had
+    errors = _crd_errors(broken)
+    assert len(errors) == 1 and "nvidia.com/gpu" in errors[0] and "'string'" in errors[0], errors

@@ -16,6 +16,7 @@ from lamap.cube import CubeWindow, scl_cube
 from lamap.mapping import map_lai
 from lamap.model import file_sha256
 from lamap.runtime import ClusterSpec
+from lamap.store import LaiStore
 from lamap.synthetic.world import World
 from lamap.timesteps import s2_days
 
@@ -60,8 +61,8 @@ def test_store_opens_with_crs_and_cf_attributes(mapped, model) -> None:  # type:
     assert ds["lai"].attrs["standard_name"] == "leaf_area_index"
     assert ds["lai"].attrs["units"] == "m2 m-2"
     assert list(ds.time.values) == [np.datetime64(DATE, "ns")]
-    assert ds.attrs["lamap_model"]["sha256"] == file_sha256(model)
-    inputs = ds.attrs["lamap_dates"][DATE.isoformat()]["inputs"]
+    assert json.loads(ds.attrs["lamap_model"])["sha256"] == file_sha256(model)  # netCDF-ready
+    inputs = LaiStore.open(out).attrs["lamap_dates"][DATE.isoformat()]["inputs"]
     assert "2024-04-23" in json.dumps(inputs), "the S2 day t-1 should be recorded"
 
 

@@ -29,7 +29,7 @@ from lamap.catalog import open_catalog, search
 from lamap.features import FeatureSpec
 from lamap.grid import Grid
 from lamap.infer import ModelRef
-from lamap.mapping import MapReport, tile_arrays
+from lamap.mapping import MapOptions, MapReport, tile_arrays
 from lamap.mapping import map_lai as run_map
 from lamap.model import ModelConfig, recommended_halo
 from lamap.runtime import ClusterSpec, Event, Reporter
@@ -329,6 +329,22 @@ def test_map_graph_keeps_gpu_annotation(gpu_client, tile_plan, model, grid, tmp_
     gpu_client.compute(marker).result()  # as lamap.mapping._run computes a tile
     infer = _infer_annotations(gpu_client)
     assert all(value == {"GPU": 1} for value in infer.values()), infer
+
+
+def test_auto_device_puts_inference_on_the_gpu_workers(
+    gpu_client, tiny_world, model, grid, bbox, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """``device="auto"`` tags inference when a worker advertises GPU (it did not before)."""
+    from distributed import get_task_stream
+
+    with get_task_stream(gpu_client) as stream:  # gpu_client: the caller's client, used
+        report = run_map(bbox, DATE, tmp_path / "lai.zarr", catalog=str(tiny_world.root),
+                         model=model, grid=grid, options=MapOptions(device="auto"))  # fmt: skip
+    assert report.dashboard == gpu_client.dashboard_link and len(report.mapped) == 2
+    names = {addr: w["name"] for addr, w in gpu_client.scheduler_info()["workers"].items()}
+    ran = {names[task["worker"]] for task in stream.data if key_split(task["key"]) == "lamap-infer"}
+    assert ran == {"gpu"}
+    assert {names[task["worker"]] for task in stream.data} == {"gpu", "cpu"}
 
 
 # --------------------------------------------------------------------------- dashboard

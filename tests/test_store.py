@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import pickle
 import subprocess
@@ -108,7 +109,7 @@ def test_europe_store_is_created_in_seconds_as_metadata_only(tmp_path: Path) -> 
     assert ds.x.values[0] == 900_005.0 and ds.x.values[-1] == 7_399_995.0
     assert ds.y.values[0] == 5_499_995.0 and ds.y.values[-1] == 900_005.0
     assert ds.rio.transform() == EUROPE.transform
-    assert Grid.from_dict(ds.attrs["lamap_grid"]) == EUROPE
+    assert Grid.from_dict(json.loads(ds.attrs["lamap_grid"])) == EUROPE
     assert LaiStore.open(path).grid == EUROPE
     assert store.dates == []
 
@@ -122,8 +123,8 @@ def test_store_has_cf_attributes_and_encoding(small: LaiStore) -> None:
     assert lai.attrs["units"] == "m2 m-2"
     assert (lai.attrs["valid_min"], lai.attrs["valid_max"]) == LAI_VALID_RANGE
     assert lai.attrs["grid_mapping"] == source.attrs["grid_mapping"] == "spatial_ref"
-    assert source.attrs["flag_values"] == [0, 1, 2]
-    assert source.attrs["flag_meanings"] == "no_input observed filled"
+    assert source.attrs["flag_values"] == [0, 1, 2, 255]
+    assert source.attrs["flag_meanings"] == "no_input observed filled not_mapped"
     assert "spatial_ref" in ds.coords and "crs_wkt" in ds.spatial_ref.attrs
     assert ds.x.attrs["standard_name"] == "projection_x_coordinate" and ds.x.attrs["units"] == "m"
     assert ds.time.values.tolist() == [np.datetime64(D1, "ns").astype(int)]
@@ -223,7 +224,7 @@ def test_tile_write_reads_back_exactly_and_nothing_else(small: LaiStore) -> None
     np.testing.assert_array_equal(got_source[rows, cols], source)
     outside = np.ones(SMALL.shape, dtype=bool)
     outside[rows, cols] = False
-    assert np.isnan(got_lai[outside]).all() and (got_source[outside] == 0).all()
+    assert np.isnan(got_lai[outside]).all() and (got_source[outside] == 255).all()  # not mapped
     assert set(chunk_files(Path(small.url))) == shard_keys(SMALL, tile.window, 0)
 
 
@@ -252,8 +253,9 @@ def test_rewriting_a_tile_changes_only_its_region(small: LaiStore) -> None:
     rows, cols = target.window.to_slices()
     np.testing.assert_array_equal(read(small, D1)[0][rows, cols], lai)
     empty = np.full(target.shape, np.nan, np.float32), np.zeros(target.shape, np.uint8)
-    small.write_tile(D1, target, *empty)  # all no_input: its shards are removed
-    assert not shard_keys(SMALL, target.window, 0) & set(chunk_files(Path(small.url)))
+    small.write_tile(D1, target, *empty)  # all no_input: lai's shards (all fill) are removed
+    kept = shard_keys(SMALL, target.window, 0) & set(chunk_files(Path(small.url)))
+    assert kept and all(key.startswith("source/") for key in kept), "0 is not source's fill"
     assert np.isnan(read(small, D1)[0][rows, cols]).all()
 
 
@@ -453,7 +455,9 @@ def test_run_summary_goes_into_the_attributes(small: LaiStore) -> None:
     summary = small.record_run(D1, model=model)
     assert summary["tiles_done"] == 2
     assert summary["inputs"] == {"s2": {"days": ["2024-06-05", "2024-06-10"], "items": 3}}
-    attrs = xr.open_zarr(small.url).attrs  # still consolidated: no warning
+    raw = xr.open_zarr(small.url).attrs  # still consolidated: no warning
+    attrs = {key: json.loads(raw[key]) for key in ("lamap_model", "lamap_dates", "lamap_grid")}
+    assert attrs == {key: small.attrs[key] for key in attrs}
     assert attrs["lamap_model"] == model
     assert attrs["lamap_dates"][D1]["model"] == model
     assert attrs["lamap_dates"][D1]["inputs"] == summary["inputs"]

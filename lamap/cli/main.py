@@ -114,10 +114,13 @@ def map_(
     resolution: Annotated[float | None, typer.Option(help="Pixel size in metres.")] = None,
     scheduler: Annotated[
         str | None,
-        typer.Option(help="Dask scheduler address (default: $DASK_SCHEDULER_ADDRESS or local)."),
+        typer.Option(help="Dask scheduler address (default: $DASK_SCHEDULER_ADDRESS, dask "
+                     "config 'scheduler-address', else a local cluster)."),
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Local worker processes.")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda or auto.", parser=parse_device)] = "auto",
+    device: Annotated[
+        str, typer.Option(help="cpu, cuda, cuda:N or auto.", parser=parse_device)
+    ] = "auto",
     dashboard_address: Annotated[
         str, typer.Option(help="Where the local Dask dashboard listens.")
     ] = "127.0.0.1:8787",
@@ -157,7 +160,6 @@ def map_(
         scheduler=scheduler,
         workers=workers,
         dashboard_address=dashboard_address,
-        gpu_workers=device == "cuda",
     )
     options = MapOptions(lookback_days=lookback, s1_tolerance_days=s1_tolerance, device=device,
                          precision=precision)  # fmt: skip
@@ -333,23 +335,43 @@ def bench(
 @app.command()
 def export(
     store: Annotated[str, typer.Argument(help="The LAI Zarr store (path or URL).")],
-    out: Annotated[Path, typer.Option(help="The Cloud-Optimized GeoTIFF to write (.tif).")],
-    date: Annotated[
-        dt.date, typer.Option(help="The date to export (YYYY-MM-DD).", parser=parse_date)
+    out: Annotated[
+        Path, typer.Option(help="The file to write: a .tif (cog) or a .zarr folder (zarr-v2).")
     ],
+    date: Annotated[
+        dt.date | None,
+        typer.Option(help="The date to export (YYYY-MM-DD); zarr-v2: default all dates.",
+                     parser=parse_date),
+    ] = None,
     bbox: Annotated[
         str | None,
-        typer.Option(help="Area as W,S,E,N in degrees (default: the tiles mapped that date)."),
+        typer.Option(help="Area as W,S,E,N in degrees (default: the date's mapped data)."),
     ] = None,
+    format_: Annotated[
+        str,
+        typer.Option("--format", help="cog: a two-band GeoTIFF (lai, source) and its STAC "
+                     "Item; zarr-v2: an unsharded Zarr v2 copy that GDAL < 3.13 reads."),
+    ] = "cog",
 ) -> None:
-    """Export one date's LAI as a Cloud-Optimized GeoTIFF (float32, NaN nodata).
+    """Export LAI as a Cloud-Optimized GeoTIFF, or as Zarr v2 for GDAL and QGIS.
 
-    Example: lamap export lai.zarr --out lai.tif --date 2024-05-20
+    Example: lamap export lai.zarr --out lai.tif --date 2024-05-20;
+    lamap export lai.zarr --out lai_v2.zarr --format zarr-v2
     """
+    if format_ == "zarr-v2":
+        from lamap.export_zarr import export_zarr
+
+        written = export_zarr(store, out, dates=[date] if date else None, bbox=bbox)
+        typer.echo(f"LAI of {date or 'every date'} written to {written} (Zarr v2)")
+        return
+    if format_ != "cog":
+        raise typer.BadParameter(f"--format {format_!r}: use cog or zarr-v2")
+    if date is None:
+        raise typer.BadParameter("--date is needed for a GeoTIFF (one date per file)")
     from lamap.export import export_cog
 
     written = export_cog(store, out, date, bbox=bbox)
-    typer.echo(f"LAI of {date} written to {written}")
+    typer.echo(f"LAI of {date} written to {written} (STAC Item {written.with_suffix('.json')})")
 
 
 @app.command()

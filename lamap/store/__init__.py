@@ -12,7 +12,7 @@ Layout
     lai.zarr/
       zarr.json        root group: CF and lamap attributes + consolidated metadata
       lai/             float32 (time, y, x) m2 m-2, NaN where nothing could be estimated
-      source/          uint8 (time, y, x) flags, see :class:`Source`
+      source/          uint8 (time, y, x) flags, see :class:`Source`; 255 (the fill): not mapped
       time/            int64 "days since 1970-01-01", one value per mapped date
       x/, y/           float64 pixel centres in the grid CRS (metres)
       spatial_ref/     0-d CF grid mapping (crs_wkt, spatial_ref, GeoTransform); no chunk
@@ -29,14 +29,16 @@ next commit adds the array.)
 
 ``lai`` and ``source`` have inner chunks of ``(1, grid.chunk, grid.chunk)`` (the unit of
 reading) inside shards of ``(1, grid.shard, grid.shard)`` (the unit of writing), compressed
-with Blosc-zstd. Chunks that hold only the fill value (NaN, 0) are not written, and a shard
-of only such chunks is not written either, so sea and unmapped land cost no disk.
+with Blosc-zstd. Chunks that hold only the fill value (NaN, 255) are not written, and a shard
+of only such chunks is not written either, so unmapped areas cost no disk.
 
 Root attributes: ``Conventions``, ``title``, ``source``, ``history``, ``lamap_grid``
 (:meth:`Grid.to_dict`), ``lamap_store_layout``, ``lamap_version``, ``lamap_model`` and
 ``lamap_dates`` (per date: tiles done, model, the acquisition days and number of items
-used per sensor; see :meth:`LaiStore.record_run`). The exact inputs of every tile are in
-its done marker (:meth:`LaiStore.date_info`).
+used per sensor; see :meth:`LaiStore.record_run`). Structured values are JSON strings,
+listed in ``lamap_json_attrs``, so that netCDF (``ds.to_netcdf``) can hold every attribute;
+:attr:`LaiStore.attrs` parses them (:func:`~lamap.store.attrs.decode_attrs`). The exact
+inputs of every tile are in its done marker (:meth:`LaiStore.date_info`).
 
 Time
 ----
@@ -70,6 +72,7 @@ Modules
 -------
 - :mod:`~lamap.store.laistore`: :class:`LaiStore`, the handle callers use.
 - :mod:`~lamap.store.schema`: create and open, CF and CRS metadata, the time axis, commits.
+- :mod:`~lamap.store.attrs`: root attributes as netCDF can hold them (JSON strings) and back.
 - :mod:`~lamap.store.write`: shard-aligned region writes checked against the contract.
 - :mod:`~lamap.store.ledger`: done markers, failed-tile records, run summaries.
 - :mod:`~lamap.store.fs`: locations, the Zarr store and the fsspec file system.

@@ -13,7 +13,7 @@ from zarr.abc.store import Store
 
 from lamap.errors import InputError
 
-__all__ = ["ProbeState", "filesystem", "normalise_url", "probe", "zarr_store"]
+__all__ = ["ProbeState", "check_protocol", "filesystem", "normalise_url", "probe", "zarr_store"]
 
 #: What lies at a store's location (see :func:`probe`).
 ProbeState: TypeAlias = Literal["absent", "complete", "incomplete", "foreign"]
@@ -30,9 +30,39 @@ def normalise_url(url: str | os.PathLike[str]) -> str:
     text = os.fspath(url)
     if not isinstance(text, str) or not text.strip():
         raise InputError(f"store location {url!r} must be a path or a URL such as s3://bucket/lai")
-    if fsspec.utils.get_protocol(text) in ("file", "local"):
+    protocol = fsspec.utils.get_protocol(text)
+    if protocol in ("file", "local"):
         return os.path.abspath(os.path.expanduser(fsspec.core.strip_protocol(text)))
+    check_protocol(protocol, text)
     return text.rstrip("/")
+
+
+#: The lamap extra that installs each cloud file system (``pip install "lamap[s3]"``).
+_EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "az", "abfs": "az",
+           "abfss": "az", "adl": "az"}  # fmt: skip
+
+
+def check_protocol(protocol: str, url: str) -> None:
+    """Refuse a URL whose fsspec file system is unknown or not installed.
+
+    Raises
+    ------
+    InputError
+        Naming the lamap extra (``s3``, ``gcs``, ``az``) or package to install.
+    """
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ImportError as err:
+        extra = _EXTRAS.get(protocol)
+        fix = f'pip install "lamap[{extra}]"' if extra else f"install the package it names ({err})"
+        raise InputError(
+            f"{url}: no file system for {protocol}:// is installed; {fix}"
+        ) from err
+    except ValueError as err:
+        raise InputError(
+            f"{url}: {protocol}:// is not a file system fsspec knows; use a local path or a "
+            "URL such as s3://bucket/lai.zarr, gs://… or az://…"
+        ) from err
 
 
 def zarr_store(url: str, options: Mapping[str, Any], *, read_only: bool) -> Store:

@@ -178,8 +178,8 @@ class LaiStore:
 
     @property
     def attrs(self) -> dict[str, Any]:
-        """The store's global attributes (committed state)."""
-        return self._group().attrs.asdict()
+        """The store's global attributes (committed state), JSON strings parsed."""
+        return schema.decode_attrs(self._group().attrs.asdict())
 
     @property
     def dates(self) -> list[dt.date]:

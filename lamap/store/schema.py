@@ -22,12 +22,14 @@ from zarr.codecs import BloscCodec
 import lamap
 from lamap.errors import GridError, InputError, StoreError
 from lamap.grid import Grid
+from lamap.store.attrs import decode_attrs, encode_attrs
 from lamap.store.fs import zarr_store
 
 __all__ = [
     "DONE_NODE",
     "FAILED_NODE",
     "LAI_VALID_RANGE",
+    "SOURCE_FILL",
     "STORE_LAYOUT",
     "TIME_UNITS",
     "DateLike",
@@ -50,8 +52,12 @@ __all__ = [
 #: A date: ``datetime.date``, ``numpy.datetime64`` or ``"YYYY-MM-DD"``.
 DateLike: TypeAlias = "dt.date | np.datetime64 | str"
 
-#: Version of the on-disk layout, written into the store's attributes.
-STORE_LAYOUT = 1
+#: Version of the on-disk layout, written into the store's attributes. Layout 2 stores
+#: structured attributes as JSON strings (:mod:`lamap.store.attrs`) and fills ``source`` with
+#: :data:`SOURCE_FILL`; layout-1 stores are read alike and upgraded by their next run.
+STORE_LAYOUT = 2
+#: ``source`` of a pixel never written ("not mapped"): the array's fill value.
+SOURCE_FILL = 255
 #: The CF ``valid_min``/``valid_max`` of ``lai``; writes outside it are refused.
 LAI_VALID_RANGE = (0.0, 8.0)
 
@@ -85,7 +91,8 @@ class Source(IntEnum):
     ``lai`` is finite exactly where ``source`` is not ``NO_INPUT``; writes are checked.
     """
 
-    #: No estimate: no usable input (outside the swaths, nodata) or not mapped; ``lai`` NaN.
+    #: No estimate: no usable input (outside the swaths, nodata); ``lai`` NaN. A pixel never
+    #: mapped reads as :data:`SOURCE_FILL` (255, ``not_mapped``), the array's fill value.
     NO_INPUT = 0
     #: SNAP LAI from clear Sentinel-2 reflectance of the date itself.
     OBSERVED = 1
@@ -132,7 +139,7 @@ def _quiet_zarr() -> Iterator[None]:
 def _root_attrs(grid: Grid, extra: Mapping[str, Any]) -> dict[str, Any]:
     version = lamap.__version__
     attrs: dict[str, Any] = {
-        "Conventions": "CF-1.10",
+        "Conventions": "CF-1.8",  # the newest version cf-checker (4.1) verifies; nothing newer used
         "title": f"Leaf area index at {grid.resolution:g} m",
         "source": f"lamap {version}: Sentinel-1 and Sentinel-2 fused by a multi-temporal network",
         "history": f"{now()} created by lamap {version}",
@@ -142,7 +149,7 @@ def _root_attrs(grid: Grid, extra: Mapping[str, Any]) -> dict[str, Any]:
         "lamap_dates": {},
     }
     attrs.update(extra)
-    return attrs
+    return encode_attrs(attrs)
 
 
 def check_user_attrs(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -167,6 +174,7 @@ def _data_attrs() -> dict[str, dict[str, Any]]:
     shared = {"grid_mapping": "spatial_ref", "coordinates": "spatial_ref"}
     lai = {
         "standard_name": "leaf_area_index",
+        "ancillary_variables": "source",
         "long_name": "leaf area index (one-sided green leaf area per unit ground area)",
         "units": "m2 m-2",
         "valid_min": LAI_VALID_RANGE[0],
@@ -175,11 +183,13 @@ def _data_attrs() -> dict[str, dict[str, Any]]:
     }
     source = {
         "long_name": "source of the leaf area index value",
-        "flag_values": [int(flag) for flag in Source],
-        "flag_meanings": " ".join(flag.name.lower() for flag in Source),
+        "flag_values": [*(int(flag) for flag in Source), SOURCE_FILL],
+        "flag_meanings": " ".join([*(flag.name.lower() for flag in Source), "not_mapped"]),
         "comment": (
             "no_input: no estimate, lai is NaN; observed: SNAP LAI of clear Sentinel-2 "
-            "reflectance at the date; filled: predicted by the fused Sentinel-1/Sentinel-2 model"
+            "reflectance at the date; filled: predicted by the fused Sentinel-1/Sentinel-2 "
+            f"model; not_mapped ({SOURCE_FILL}, the fill value): never mapped, lai is NaN. "
+            "flag_values have the variable's type (uint8): lamap.open_store gives them so"
         ),
         **shared,
     }
@@ -257,7 +267,7 @@ def _create_data_vars(group: zarr.Group, grid: Grid) -> None:
     attrs = _data_attrs()
     for name, dtype, fill, codec in (
         ("lai", "float32", np.nan, _FLOATS),
-        ("source", "uint8", int(Source.NO_INPUT), _FLAGS),
+        ("source", "uint8", SOURCE_FILL, _FLAGS),
     ):
         group.create_array(
             name, shape=(0, rows, cols), dtype=dtype, fill_value=fill, compressors=[codec],
@@ -340,7 +350,7 @@ def stored_grid(url: str, group: zarr.Group) -> Grid:
             f"reads (layout {STORE_LAYOUT}): upgrade lamap"
         )
     try:
-        grid = Grid.from_dict(cast(Mapping[str, Any], attrs["lamap_grid"]))
+        grid = Grid.from_dict(cast(Mapping[str, Any], decode_attrs(attrs)["lamap_grid"]))
     except GridError as err:
         raise StoreError(f"the grid recorded in the store {url} is invalid: {err}") from err
     _check_members(url, group, grid)
@@ -461,9 +471,11 @@ def record_date(
 ) -> None:
     """Store a date's run summary (and the model, if given) in the root attributes."""
     group = open_group(url, options, write=True)
-    dates = dict(cast(Mapping[str, Any], group.attrs.get("lamap_dates") or {}))
+    attrs = decode_attrs(group.attrs.asdict())
+    dates = dict(cast(Mapping[str, Any], attrs.get("lamap_dates") or {}))
     dates[day.isoformat()] = dict(summary)
-    update: dict[str, Any] = {"lamap_dates": dates, "lamap_version": lamap.__version__}
+    attrs.update(lamap_dates=dates, lamap_version=lamap.__version__,
+                 lamap_store_layout=STORE_LAYOUT)  # a layout-1 store is upgraded here
     if model is not None:
-        update["lamap_model"] = dict(model)
-    group.update_attributes(update)
+        attrs["lamap_model"] = dict(model)
+    group.update_attributes(encode_attrs(attrs))

@@ -70,8 +70,13 @@ def _iso(when: dt.datetime) -> str:
 
 
 def _links(collection: str, item_id: str) -> list[dict[str, str]]:
+    """Return the item's links; it is written to ``stac/items/<collection>/<id>.json``.
+
+    The collection link is relative to that file: ``stac/collections/<collection>.json``.
+    """
     return [
-        {"rel": "collection", "type": "application/json", "href": f"./{collection}.json"},
+        {"rel": "collection", "type": "application/json",
+         "href": f"../../collections/{collection}.json"},
         {
             "rel": "license",
             "href": "https://sentinel.esa.int/documents/247904/690755/Sentinel_Data_Legal_Notice",
