@@ -429,6 +429,10 @@ def view(
     port: Annotated[
         int, typer.Option(help="Port on 127.0.0.1 (0: a free one).", min=0, max=65535)
     ] = 0,
+    bench: Annotated[
+        int, typer.Option(help="Instead of serving: time this many tile requests and "
+                          "measure the bytes of a whole-extent view, then exit.", min=0),
+    ] = 0,
 ) -> None:
     """Serve a store as a web map on 127.0.0.1 (dates, legend, source, pixel time series).
 
@@ -436,6 +440,12 @@ def view(
     """
     from lamap.view import view_store
 
+    if bench:
+        from lamap.store import LaiStore
+        from lamap.view.bench import measure_view
+
+        typer.echo("\n".join(measure_view(LaiStore.open(store), requests=bench).lines()))
+        return
     with view_store(store, port=port) as server:
         typer.echo(f"lamap view of {server.tiles.store.url}: {server.url} (Ctrl-C to stop)")
         try:

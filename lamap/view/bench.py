@@ -1,0 +1,155 @@
+"""What ``lamap view`` costs: bytes read for a whole-extent view, tile latency on loopback.
+
+:func:`measure_view` answers the two questions of a map viewer at continental scale:
+
+- how many bytes a view of the whole store reads (the tiles that cover the grid at the
+  zoom where it spans at most ``2 x 2`` tiles), from the pyramid and, for comparison, with
+  the same tiles forced to level 0;
+- how long a tile request takes after the first, over HTTP on 127.0.0.1: ``requests``
+  distinct tiles on one keep-alive connection (a zoom-in walk over the mapped extent),
+  stopped after ``seconds`` whatever the count.
+"""
+
+from __future__ import annotations
+
+import http.client
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import morecantile
+import numpy as np
+
+from lamap.store import LaiStore
+from lamap.view.server import ViewServer
+from lamap.view.tiles import StoreTiles
+
+__all__ = ["ViewBench", "measure_view"]
+
+_TMS = morecantile.tms.get("WebMercatorQuad")
+
+
+@dataclass(frozen=True)
+class ViewBench:
+    """The figures of :func:`measure_view`.
+
+    Attributes
+    ----------
+    extent_tiles : int
+        Tiles of the whole-extent view.
+    extent_zoom : int
+        Their zoom.
+    extent_bytes : int
+        Bytes they read from the pyramid.
+    level0_bytes : int
+        Bytes the same tiles read from level 0.
+    requests : int
+        Tile requests timed.
+    p50_ms, p95_ms : float
+        Their latency percentiles (milliseconds).
+    """
+
+    extent_tiles: int
+    extent_zoom: int
+    extent_bytes: int
+    level0_bytes: int
+    requests: int
+    p50_ms: float
+    p95_ms: float
+
+    def lines(self) -> list[str]:
+        """Return the figures as text."""
+        return [
+            f"whole extent: {self.extent_tiles} tiles at zoom {self.extent_zoom} read "
+            f"{self.extent_bytes:,} bytes from the pyramid, {self.level0_bytes:,} from level 0",
+            f"tile latency over {self.requests} requests on 127.0.0.1: "
+            f"p50 {self.p50_ms:.1f} ms, p95 {self.p95_ms:.1f} ms",
+        ]
+
+
+def measure_view(
+    store: LaiStore, *, requests: int = 200, seconds: float = 60.0
+) -> ViewBench:
+    """Measure a store's viewer (see the module docstring).
+
+    Parameters
+    ----------
+    store : LaiStore
+        A store with overviews and at least one date.
+    requests : int
+        Tile requests to time.
+    seconds : float
+        Stop timing after this long.
+
+    Returns
+    -------
+    ViewBench
+    """
+    tiles = StoreTiles(store)
+    day = tiles.dates[-1]
+    zoom, extent = _extent_tiles(tiles.info()["grid_bounds"])
+    before = tiles.bytes_read
+    for tile in extent:
+        tiles.render("lai", day, tile.z, tile.x, tile.y)
+    from_pyramid = tiles.bytes_read - before
+    level0 = StoreTiles(store, cache_bytes=0)
+    before = level0.bytes_read
+    for tile in extent:
+        level0.render("lai", day, tile.z, tile.x, tile.y, level=0)
+    from_level0 = level0.bytes_read - before
+    latencies = _latencies(tiles, day.isoformat(), requests, seconds)
+    p50, p95 = (float(np.percentile(latencies, q)) * 1000 for q in (50, 95))
+    return ViewBench(len(extent), zoom, from_pyramid, from_level0, len(latencies), p50, p95)
+
+
+def _extent_tiles(bounds: list[float]) -> tuple[int, list[morecantile.Tile]]:
+    """Return the deepest zoom at which the bounds span at most 2 x 2 tiles, and the tiles."""
+    west, south, east, north = bounds
+    for zoom in range(24, -1, -1):
+        found = list(_TMS.tiles(west, south, east, north, [zoom]))
+        if len(found) <= 4:
+            return zoom, found
+    raise AssertionError("zoom 0 always holds the whole world in one tile")
+
+
+def _walk(bounds: list[float], count: int) -> Iterator[morecantile.Tile]:
+    """Yield distinct tiles zooming into the bounds, ``count`` at most, level by level."""
+    west, south, east, north = bounds
+    seen = 0
+    for zoom in range(2, 23):
+        for tile in _TMS.tiles(west, south, east, north, [zoom]):
+            yield tile
+            seen += 1
+            if seen >= count:
+                return
+
+
+def _latencies(tiles: StoreTiles, day: str, count: int, seconds: float) -> list[float]:
+    with ViewServer(tiles) as server:
+        port = int(server.url.rstrip("/").rsplit(":", 1)[1])
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            bounds = tiles.info()["data_bounds"]
+            first = _TMS.tile((bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, 2)
+            _get(connection, f"/tiles/lai/{day}/{first.z}/{first.x}/{first.y}.png")
+            out: list[float] = []
+            stop = time.perf_counter() + seconds
+            for tile in _walk(bounds, count):
+                started = time.perf_counter()
+                _get(connection, f"/tiles/lai/{day}/{tile.z}/{tile.x}/{tile.y}.png")
+                out.append(time.perf_counter() - started)
+                if started > stop:
+                    break
+            return out if out else [math.nan]
+        finally:
+            connection.close()
+
+
+def _get(connection: http.client.HTTPConnection, path: str) -> bytes:
+    connection.request("GET", path)
+    response = connection.getresponse()
+    body = response.read()
+    if response.status != 200:
+        raise RuntimeError(f"GET {path} answered {response.status}: {body[:200]!r}")
+    return body
