@@ -99,13 +99,16 @@ class Browser:
 
     def wait_for(self, expression: str, timeout: float = 30.0) -> Any:
         """Wait until a JavaScript expression is truthy; return its value."""
-        deadline = time.monotonic() + timeout
+        deadline, problem = time.monotonic() + timeout, "stayed falsy"
         while time.monotonic() < deadline:
-            value = self.evaluate(expression)
+            try:  # the page may still be loading (no body yet)
+                value = self.evaluate(expression)
+            except RuntimeError as err:
+                value, problem = None, str(err)
             if value:
                 return value
             time.sleep(0.1)
-        raise TimeoutError(f"{expression!r} stayed falsy for {timeout} s")
+        raise TimeoutError(f"{expression!r} {problem} for {timeout} s")
 
     def screenshot(self) -> bytes:
         """Return a PNG of the viewport."""

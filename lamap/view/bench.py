@@ -106,11 +106,15 @@ def measure_view(
 def _extent_tiles(bounds: list[float]) -> tuple[int, list[morecantile.Tile]]:
     """Return the deepest zoom at which the bounds span at most 2 x 2 tiles, and the tiles."""
     west, south, east, north = bounds
-    for zoom in range(24, -1, -1):
-        found = list(_TMS.tiles(west, south, east, north, [zoom]))
-        if len(found) <= 4:
-            return zoom, found
-    raise AssertionError("zoom 0 always holds the whole world in one tile")
+    zoom = 0
+    while zoom < 24:
+        upper_left = _TMS.tile(west, north, zoom + 1)
+        lower_right = _TMS.tile(east, south, zoom + 1)
+        span = (lower_right.x - upper_left.x + 1) * (lower_right.y - upper_left.y + 1)
+        if span > 4:
+            break
+        zoom += 1
+    return zoom, list(_TMS.tiles(west, south, east, north, [zoom]))
 
 
 def _walk(bounds: list[float], count: int) -> Iterator[morecantile.Tile]:

@@ -120,8 +120,8 @@ class _PooledServer(ThreadingHTTPServer):
     """
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        super().__init__(address, handler)
         self._pool = ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="lamap-view")
+        super().__init__(address, handler)  # closes the socket (and the pool) if bind fails
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Handle a connection on a pooled thread."""

@@ -337,15 +337,22 @@ class StoreTiles:
         }
 
     def _data_bounds(self) -> list[float]:
-        """Return the lon/lat bounds of every done tile (the grid's if none is done)."""
-        grid = self.store.grid
-        windows = [grid.tile_from_id(tile).window
-                   for day in self.dates for tile in self.store.done_tiles(day)]  # fmt: skip
-        if not windows:
+        """Return the lon/lat bounds of the latest date's data, from the pyramid's top.
+
+        The top level is at most one chunk, so this reads a few kilobytes; a store without
+        data gives the grid's extent.
+        """
+        grid, top = self.store.grid, self.levels[-1]
+        if not self.dates:
             return list(grid.lonlat_extent())
-        union = Window(min(w.row_start for w in windows), max(w.row_stop for w in windows),
-                       min(w.col_start for w in windows), max(w.col_stop for w in windows))
-        return list(grid.bounds_to_lonlat(grid.window_bounds(union)).to_tuple())
+        values = np.asarray(top.lai[self._index[self.dates[-1]]])
+        rows, cols = np.nonzero(np.isfinite(values))
+        if rows.size == 0:
+            return list(grid.lonlat_extent())
+        size = 2**top.index
+        found = Window(int(rows.min()) * size, min((int(rows.max()) + 1) * size, grid.shape[0]),
+                       int(cols.min()) * size, min((int(cols.max()) + 1) * size, grid.shape[1]))
+        return list(grid.bounds_to_lonlat(grid.window_bounds(found)).to_tuple())
 
 
 def _bounding(rows: np.ndarray, cols: np.ndarray) -> Window | None:
