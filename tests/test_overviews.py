@@ -178,8 +178,10 @@ def test_a_run_updates_only_the_overview_chunks_above_its_tiles(
 ) -> None:
     grid = Grid.from_bbox(tiny_world.bbox, crs="EPSG:3035", chunk=32, shard=64, tile=64)
     rows, cols = grid.tiles_shape
-    first, second, third = (grid.get_tile(rows // 2, cols // 2 - 1), grid.get_tile(rows // 2, cols // 2),
-                            grid.get_tile(rows // 2 - 1, cols // 2))  # fmt: skip
+    middle = (rows // 2, cols // 2)
+    first = grid.get_tile(middle[0], middle[1] - 1)
+    second = grid.get_tile(*middle)
+    third = grid.get_tile(middle[0] - 1, middle[1])
     out, day = tmp_path / "lai.zarr", dt.date(2024, 4, 28)
     kwargs = {"catalog": str(tiny_world.root), "model": model, "cluster": cluster}
     report = map_lai(_inner_bbox([first, second]), day, out, grid=grid, **kwargs)

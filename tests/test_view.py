@@ -91,7 +91,8 @@ def test_tiles_draw_the_ramp_where_there_is_data_and_nothing_elsewhere(wide_stor
     centres = (np.arange(256) + 0.5) * (bounds.right - bounds.left) / 256
     mx, my = np.meshgrid(bounds.left + centres, bounds.top - centres)
     gx, gy = Transformer.from_crs(3857, 3035, always_xy=True).transform(mx, my)
-    values = ds["lai"].values[((2_900_000 - gy) // 10).astype(int), ((gx - 4_000_000) // 10).astype(int)]
+    rows, cols = ((2_900_000 - gy) // 10).astype(int), ((gx - 4_000_000) // 10).astype(int)
+    values = ds["lai"].values[rows, cols]
     assert 0.1 < np.isfinite(values).mean() < 0.95  # the tile shows data and gaps
     agree = (rgba[..., 3] > 0) == np.isfinite(values)
     assert agree.mean() > 0.99  # borders may move by a pixel (approximate projection)
