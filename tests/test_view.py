@@ -128,6 +128,26 @@ def test_view_refuses_bad_input_in_one_line(tmp_path: Path, wide_store, capsys) 
             assert expected in err
 
 
+def test_tiles_written_without_overviews_are_reported(tmp_path: Path) -> None:
+    grid = Grid(crs="EPSG:3035", resolution=10.0, origin=(4_000_000.0, 2_900_000.0),
+                shape=(256, 256), chunk=64, shard=64, tile=128)  # fmt: skip
+    store = LaiStore.create(tmp_path / "lai.zarr", grid)
+    store.add_date(DATES[0])
+    ensure_pyramid(store, create=True)
+    for tile in list(grid.iter_tiles())[:3]:  # written by hand, no overview update
+        store.write_tile(DATES[0], tile, np.full(tile.shape, 2.0, np.float32),
+                         np.full(tile.shape, 2, np.uint8))  # fmt: skip
+    store.add_date(DATES[1])  # a date the pyramid was not grown for
+    store.write_tile(DATES[1], grid.get_tile(0, 0), np.full((128, 128), 1.0, np.float32),
+                     np.full((128, 128), 1, np.uint8))  # fmt: skip
+    assert StoreTiles(store).render("lai", DATES[1], 16, 0, 0)  # empty, not an error
+    assert StoreTiles(store).stale() == {DATES[1].isoformat(): 1}  # not in the pyramid
+    ensure_pyramid(store, create=False)
+    assert StoreTiles(store).stale() == {DATES[1].isoformat(): 1}  # grown, not built
+    pyramid_writer(store, DATES[1]).update(grid.get_tile(0, 0).window, grid.get_tile(0, 0).id)
+    assert StoreTiles(store).stale() == {}
+
+
 # --------------------------------------------------------------------------- the page
 
 

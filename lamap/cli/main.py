@@ -447,6 +447,9 @@ def view(
         typer.echo("\n".join(measure_view(LaiStore.open(store), requests=bench).lines()))
         return
     with view_store(store, port=port) as server:
+        for day, count in server.tiles.stale().items():
+            typer.echo(f"lamap: warning: {count} done tiles of {day} have no overviews yet and "
+                       f"show empty: run `lamap overviews {store}`", err=True)  # fmt: skip
         typer.echo(f"lamap view of {server.tiles.store.url}: {server.url} (Ctrl-C to stop)")
         try:
             while True:

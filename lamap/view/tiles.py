@@ -40,6 +40,7 @@ from lamap.export import LAI_RAMP
 from lamap.grid import Window
 from lamap.store import LAI_VALID_RANGE, LaiStore, Source
 from lamap.store.fs import zarr_store
+from lamap.store.overviews import built_tiles
 from lamap.store.pyramid import PyramidSpec, level_arrays, pyramid_spec
 
 __all__ = ["SOURCE_COLOURS", "TILE_SIZE", "Layer", "StoreTiles"]
@@ -56,6 +57,8 @@ Layer = Literal["lai", "source"]
 _TMS = morecantile.tms.get("WebMercatorQuad")
 #: Tile pixels between exactly projected points (see StoreTiles._project).
 _LATTICE = 16
+#: Most pixels read per level when finding the data's extent for the page.
+_BOUNDS_PIXELS = 1024 * 1024
 #: Colour lookup steps per unit of LAI (a ramp colour differs from its step by < 1 unit).
 _LUT_STEPS = 256
 
@@ -239,7 +242,7 @@ class StoreTiles:
         rows, cols = self._tile_pixels(chosen, z, x, y)
         rgba = np.zeros((TILE_SIZE, TILE_SIZE, 4), dtype=np.uint8)
         window = _bounding(rows, cols)
-        if window is not None:
+        if window is not None and index < chosen.lai.shape[0]:  # else: not in the pyramid yet
             data = chosen.lai if layer == "lai" else chosen.source
             block = self._cache.read(data, (layer, chosen.index, index), index, window)
             inside = rows >= 0
@@ -321,6 +324,21 @@ class StoreTiles:
                 "x": x0 + (col + 0.5) * grid.resolution, "y": y0 - (row + 0.5) * grid.resolution,
                 "series": points}  # fmt: skip
 
+    def stale(self) -> dict[str, int]:
+        """Return, per date, the done tiles whose overviews are not built (or not grown).
+
+        Only the latest date is listed tile by tile (a listing of its markers).
+        """
+        held = self.levels[-1].lai.shape[0]
+        out = {day.isoformat(): len(self.store.done_tiles(day))
+               for day in self.dates if self._index[day] >= held}  # fmt: skip
+        if self.dates and self._index[self.dates[-1]] < held:
+            latest = self.dates[-1]
+            missing = set(self.store.done_tiles(latest)) - built_tiles(self.store, latest)
+            if missing:
+                out[latest.isoformat()] = len(missing)
+        return out
+
     def info(self) -> dict[str, Any]:
         """Return what the page needs: dates, extents, levels, ramp and flag colours."""
         grid = self.store.grid
@@ -337,22 +355,37 @@ class StoreTiles:
         }
 
     def _data_bounds(self) -> list[float]:
-        """Return the lon/lat bounds of the latest date's data, from the pyramid's top.
+        """Return the lon/lat bounds of the latest date's data, read down the pyramid.
 
-        The top level is at most one chunk, so this reads a few kilobytes; a store without
-        data gives the grid's extent.
+        From the top level (one chunk) down, each level reads only the pixels under the
+        data found one level up, while they are at most ``_BOUNDS_PIXELS``: kilobytes for a
+        continent, a field's extent to the pixel for a small store.
         """
-        grid, top = self.store.grid, self.levels[-1]
-        if not self.dates:
+        grid = self.store.grid
+        index, found = self._index[self.dates[-1]] if self.dates else -1, None
+        if not 0 <= index < self.levels[-1].lai.shape[0]:
             return list(grid.lonlat_extent())
-        values = np.asarray(top.lai[self._index[self.dates[-1]]])
-        rows, cols = np.nonzero(np.isfinite(values))
-        if rows.size == 0:
+        window = Window(0, self.levels[-1].shape[0], 0, self.levels[-1].shape[1])
+        for level in reversed(self.levels):
+            values = self._cache.read(level.lai, ("lai", level.index, index), index, window)
+            rows, cols = np.nonzero(np.isfinite(values))
+            if rows.size == 0:
+                break
+            found = (level.index, Window(window.row_start + int(rows.min()),
+                                         window.row_start + int(rows.max()) + 1,
+                                         window.col_start + int(cols.min()),
+                                         window.col_start + int(cols.max()) + 1))  # fmt: skip
+            if level.index == 0 or 4 * found[1].height * found[1].width > _BOUNDS_PIXELS:
+                break
+            below = self.levels[level.index - 1].shape
+            window = Window(2 * found[1].row_start, min(2 * found[1].row_stop, below[0]),
+                            2 * found[1].col_start, min(2 * found[1].col_stop, below[1]))
+        if found is None:
             return list(grid.lonlat_extent())
-        size = 2**top.index
-        found = Window(int(rows.min()) * size, min((int(rows.max()) + 1) * size, grid.shape[0]),
-                       int(cols.min()) * size, min((int(cols.max()) + 1) * size, grid.shape[1]))
-        return list(grid.bounds_to_lonlat(grid.window_bounds(found)).to_tuple())
+        size, box = 2 ** found[0], found[1]
+        level0 = Window(box.row_start * size, min(box.row_stop * size, grid.shape[0]),
+                        box.col_start * size, min(box.col_stop * size, grid.shape[1]))
+        return list(grid.bounds_to_lonlat(grid.window_bounds(level0)).to_tuple())
 
 
 def _bounding(rows: np.ndarray, cols: np.ndarray) -> Window | None:
