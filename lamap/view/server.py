@@ -12,6 +12,7 @@ map library is Leaflet from the ``xstatic-leaflet`` package, served from here. R
 ``/api/info``                                          dates, extents, levels, ramp (JSON)
 ``/api/point?lon=…&lat=…``                             a pixel's time series (JSON)
 ``/api/stats``                                         bytes read from the store (JSON)
+``/wmts/1.0.0/WMTSCapabilities.xml``                   the tiles as a WMTS service (for GIS)
 =====================================================  ===================================
 """
 
@@ -33,6 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 from lamap._inputs import as_date
 from lamap.errors import InputError, LamapError
 from lamap.view.tiles import StoreTiles
+from lamap.view.wmts import capabilities
 
 __all__ = ["ViewServer"]
 
@@ -165,6 +167,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(self.tiles.series(float(query["lon"][0]), float(query["lat"][0])))
         elif path == "/api/stats":
             self._json({"bytes_read": self.tiles.bytes_read})
+        elif path == "/wmts/1.0.0/WMTSCapabilities.xml":
+            base = f"http://127.0.0.1:{self.server.server_address[1]}/"  # type: ignore[index]
+            self._send(HTTPStatus.OK, capabilities(self.tiles, base), "application/xml")
         elif path in ("/", "/index.html"):
             self._file(resources.files("lamap.view").joinpath("static/index.html"))
         elif path.startswith("/static/") and path[8:] in _STATIC_FILES:

@@ -26,12 +26,16 @@ function tileLayer(layer, date, opacity) {
     maxZoom: 20, tileSize: 256, opacity: opacity, keepBuffer: 0, updateWhenZooming: false,
   });
   layerObj.on("loading", () => { document.body.dataset.tiles = "loading"; });
-  layerObj.on("load", () => { document.body.dataset.tiles = "loaded"; });
+  layerObj.on("load", () => {
+    const busy = [state.lai, state.source].some((l) => l && l.isLoading());
+    if (!busy) { document.body.dataset.tiles = "loaded"; }
+  });
   return layerObj;
 }
 
 function showDate(map, date) {
   state.date = date;
+  document.body.dataset.tiles = "loading";
   if (state.lai) { map.removeLayer(state.lai); }
   state.lai = tileLayer("lai", date, 1.0).addTo(map);
   if (state.source) { map.removeLayer(state.source); state.source = null; }
