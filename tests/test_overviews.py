@@ -48,7 +48,7 @@ def _random_tile(tile: Tile, rng: np.random.Generator) -> tuple[np.ndarray, np.n
     return lai, source
 
 
-def _written_store(path: Path, *, pyramid: bool, seed: int = 0) -> LaiStore:
+def _written_store(path: Path | str, *, pyramid: bool, seed: int = 0) -> LaiStore:
     """Every tile of ODD_GRID written for DAY (and its overviews, with ``pyramid``)."""
     store = LaiStore.create(path, ODD_GRID)
     store.add_date(DAY)
@@ -79,7 +79,7 @@ def _expected(lai: np.ndarray, source: np.ndarray, level: int) -> tuple[np.ndarr
     return mean, (2 - np.argmax(counts, axis=0)).astype(np.uint8)
 
 
-def _check_levels_equal_block_means(path: Path, levels: int) -> None:
+def _check_levels_equal_block_means(path: Path | str, levels: int) -> None:
     ds = xr.open_zarr(path).sel(time=np.datetime64(DAY))
     lai0, source0 = ds["lai"].values.astype(np.float64), ds["source"].values
     for level in range(1, levels + 1):
@@ -99,6 +99,23 @@ def test_levels_equal_nan_aware_block_means_of_level_0(tmp_path: Path) -> None:
     assert spec.levels == 5  # 420 px halved until one 16-px chunk holds it
     _check_levels_equal_block_means(tmp_path / "lai.zarr", spec.levels)
     assert built_tiles(store, DAY) == {t.id for t in ODD_GRID.iter_tiles()}
+
+
+def test_a_pyramid_on_an_object_store(s3_endpoint: str) -> None:
+    from tests.conftest import new_bucket
+
+    url = f"s3://{new_bucket(s3_endpoint)}/lai.zarr"
+    store = _written_store(url, pyramid=True)
+    _check_levels_equal_block_means(url, PyramidSpec.for_grid(ODD_GRID, chunk=16).levels)
+    assert built_tiles(store, DAY) == {t.id for t in ODD_GRID.iter_tiles()}
+
+    from lamap.view import StoreTiles
+
+    tiles = StoreTiles(LaiStore.open(url))
+    west, south, east, north = tiles.info()["data_bounds"]
+    point = tiles.series((west + east) / 2, (south + north) / 2)
+    assert point["inside"] and [p["date"] for p in point["series"]] == [DAY.isoformat()]
+    assert tiles.bytes_read > 0 and tiles.stale() == {}
 
 
 def test_the_layout_follows_the_geozarr_multiscales_convention(tmp_path: Path) -> None:
