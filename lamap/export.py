@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LEGEND_MIN_HEIGHT",
     "LEGEND_WIDTH",
+    "LAI_RAMP",
     "ExportError",
     "StoreLike",
     "export_cog",
@@ -79,6 +80,8 @@ _RAMP = (
     (6.0, (0, 90, 50)),
     (8.0, (0, 45, 25)),
 )
+#: The quick-look's LAI colour ramp, also drawn by ``lamap view``'s tiles and legend.
+LAI_RAMP = _RAMP
 _NO_DATA_RGB = (210, 210, 210)
 _TICKS = (0, 2, 4, 6, 8)
 

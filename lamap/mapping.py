@@ -40,6 +40,8 @@ from lamap.runner import DEFAULT_RETRIES, RunContext, run_tiles
 from lamap.runtime import ClusterSpec, Progress, Reporter, dashboard_link, get_client
 from lamap.runtime.cluster import gpu_resource
 from lamap.store import LaiStore, Source
+from lamap.store.overviews import PyramidWriter, pyramid_writer
+from lamap.store.pyramid import ensure_pyramid
 from lamap.tileplan import PlanOptions, PlanSummary, SceneIndex, iter_plans
 from lamap.timesteps import (
     DEFAULT_LOOKBACK_DAYS,
@@ -358,11 +360,13 @@ def map_lai(
         report.dashboard = dashboard_link(client)
         say.link(f"dashboard: {report.dashboard}")
         gpu = gpu_resource(client, options.device)  # fails fast before the store changes
+        fresh = not store.dates
         store.add_date(day)
+        pyramid = _pyramid(store, day, create=fresh)
         ctx = RunContext(
             store, day, store.block_writer(day), ref, halo, spec, model_info,
             signer=profile.signer, gpu=gpu, retries=options.retries,
-            exact_warp=options.exact_warp,
+            exact_warp=options.exact_warp, pyramid=pyramid,
         )
         info = client.scheduler_info()  # type: ignore[attr-defined]
         workers = max(1, len(info.get("workers", {})))
@@ -479,6 +483,17 @@ def _todo(
 def _done(store: LaiStore, day: dt.date) -> set[str]:
     """Return the tiles done for the date (one listing of its markers; none for a new date)."""
     return set(store.done_tiles(day)) if day in store.dates else set()
+
+
+def _pyramid(store: LaiStore, day: dt.date, *, create: bool) -> PyramidWriter | None:
+    """Return the writer of the store's overviews, creating them for a new store.
+
+    A store that has dates but no pyramid keeps none (its earlier tiles have no
+    overviews): ``lamap overviews STORE`` builds it, and later runs keep it up to date.
+    """
+    if not ensure_pyramid(store, create=create):
+        return None
+    return pyramid_writer(store, day)
 
 
 def _check_halo(halo: int) -> None:

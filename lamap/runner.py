@@ -7,7 +7,10 @@ the client's memory and the scheduler's task count stay flat in the number of ti
 
 Each block of a tile is three tasks (:mod:`lamap.blocks`): ``lamap-inputs`` (read +
 warp + features), ``lamap-infer`` (model + combination, tagged ``resources={"GPU": 1}``
-for GPU runs) and ``lamap-write``; the tile's ``lamap-done`` marker depends on its writes.
+for GPU runs) and ``lamap-write``. When the store has a pyramid, one ``lamap-overviews``
+task per tile, after its writes, updates the overview pixels above it
+(:class:`lamap.store.overviews.PyramidWriter`); the tile's ``lamap-done`` marker depends on
+it (or on the writes).
 Transient errors are retried by Dask (``retries``); a tile that still fails is recorded
 in the store's ledger with its reason (:meth:`lamap.store.LaiStore.mark_failed`), its
 shards are reset to "no input", and the run goes on.
@@ -37,6 +40,7 @@ from lamap.grid import Window
 from lamap.infer import ModelRef
 from lamap.runtime.progress import Reporter
 from lamap.store import BlockWriter, LaiStore
+from lamap.store.overviews import PyramidWriter
 from lamap.tileplan import TilePlan
 from lamap.timesteps import TimeSteps
 
@@ -78,6 +82,8 @@ class RunContext:
         Read with the exact transformer (see :mod:`lamap.blocks`).
     token : str
         Makes the run's task keys unique on a shared cluster.
+    pyramid : PyramidWriter, optional
+        Updates the store's overviews above each tile (None: the store has no pyramid).
     """
 
     store: LaiStore
@@ -92,6 +98,7 @@ class RunContext:
     retries: int = DEFAULT_RETRIES
     exact_warp: bool = False
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    pyramid: PyramidWriter | None = None
 
 
 @dataclass
@@ -133,6 +140,12 @@ def _infer_task(block: Any, ref: ModelRef, lai_scale: float, window: Window) -> 
 def _write_task(writer: BlockWriter, window: Window, result: BlockResult | None) -> Window:
     done = result if result is not None else no_input_block(window)
     return _staged("writing", window, lambda: writer.write(window, done.lai, done.source))
+
+
+def _overview_task(
+    pyramid: PyramidWriter, window: Window, tile_id: str, *written: Window
+) -> Window:
+    return _staged("overviews", window, lambda: pyramid.update(window, tile_id))
 
 
 def _done_task(
@@ -182,11 +195,16 @@ def submit_tile(client: Any, plan: TilePlan, ctx: RunContext) -> tuple[Any, list
                           key=f"lamap-write-{key}-{i}", retries=ctx.retries)
             for i, window in enumerate(windows)
         ]
+    after = writes
+    if ctx.pyramid is not None:
+        after = [client.submit(_overview_task, ctx.pyramid, tile.window, tile.id, *writes,
+                               key=f"lamap-overviews-{key}", retries=ctx.retries)]  # fmt: skip
     done = client.submit(
-        _done_task, ctx.store, ctx.date, tile.id, info, *writes, key=f"lamap-done-{key}",
+        _done_task, ctx.store, ctx.date, tile.id, info, *after, key=f"lamap-done-{key}",
         retries=ctx.retries,
     )
-    return done, writes, (3 if isinstance(steps, TimeSteps) else 1) * len(windows) + 1
+    blocks = (3 if isinstance(steps, TimeSteps) else 1) * len(windows)
+    return done, writes, blocks + 1 + (ctx.pyramid is not None)
 
 
 def run_tiles(
@@ -278,6 +296,8 @@ def _settle(
         for window in block_windows(plan.tile.grid, plan.tile.window):
             empty = no_input_block(window)
             ctx.writer.write(window, empty.lai, empty.source)
+        if ctx.pyramid is not None:  # and so do the overviews above it
+            ctx.pyramid.update(plan.tile.window, tile_id)
     except Exception:  # noqa: BLE001 - the tile is recorded as failed either way
         _LOG.warning("could not reset the shards of failed tile %s", tile_id, exc_info=True)
     say.warning(f"tile {tile_id} failed ({count[0]}/{count[1]}): {reason}")

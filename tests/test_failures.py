@@ -89,6 +89,8 @@ def test_a_corrupt_cog_fails_one_tile_and_a_rerun_completes_it(
     rows, cols = small_grid.get_tile(0, 1).window.to_slices()
     assert np.isnan(ds["lai"].values[rows, cols]).all()  # reset to "no input", not half a tile
     assert (ds["source"].values[rows, cols] == 0).all()
+    level1 = xr.open_zarr(out, group="overviews/1")["lai"].sel(time=np.datetime64(DATE)).values
+    assert np.isnan(level1[rows.start // 2: rows.stop // 2, cols.start // 2: cols.stop // 2]).all()
 
     again = map_lai(bbox, DATE, out, **run)  # type: ignore[arg-type]
     assert again.mapped == ["r0000c0001"] and not again.failed
@@ -97,6 +99,8 @@ def test_a_corrupt_cog_fails_one_tile_and_a_rerun_completes_it(
     mine = xr.open_zarr(out)["lai"].sel(time=np.datetime64(DATE)).values
     theirs = xr.open_zarr(reference)["lai"].sel(time=np.datetime64(DATE)).values
     np.testing.assert_array_equal(mine, theirs)
+    levels = (xr.open_zarr(path, group="overviews/1")["lai"].values for path in (out, reference))
+    np.testing.assert_array_equal(*levels)  # the overviews too
 
 
 def test_cli_lists_failed_tiles_and_exits_non_zero(

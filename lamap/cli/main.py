@@ -410,6 +410,76 @@ def info_(
     typer.echo(info(store))
 
 
+@app.command()
+def overviews(
+    store: Annotated[str, typer.Argument(help="The LAI Zarr store (path or URL).")],
+    rebuild: Annotated[
+        bool, typer.Option(help="Update above every done tile, not only those lacking it.")
+    ] = False,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Dask scheduler address (default: $DASK_SCHEDULER_ADDRESS or local)."),
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Local worker processes.")] = None,
+) -> None:
+    """Build or update a store's multiscale pyramid (what lamap view draws); resumable.
+
+    Example: lamap overviews lai.zarr
+    """
+    from lamap.runtime import ClusterSpec
+    from lamap.store import LaiStore
+    from lamap.store.overviews import build_overviews
+
+    opened = LaiStore.open(store)
+    cluster = ClusterSpec(scheduler=scheduler, workers=workers, dashboard_address="127.0.0.1:0")
+    with Bars("overviews") as bars:
+        report = build_overviews(opened, cluster=cluster, rebuild=rebuild, progress=bars)
+    built = sum(report.built.values())
+    typer.echo(f"overviews of {opened.url}: {report.levels} levels, {built} tiles updated, "
+               f"{report.skipped} already up to date, {len(report.failed)} failed")  # fmt: skip
+    for what, reason in report.failed.items():
+        typer.echo(f"  {what}: failed: {reason}")
+    if report.failed:
+        typer.echo(f"lamap: error: {len(report.failed)} tiles failed; rerun the same command "
+                   "to retry them", err=True)  # fmt: skip
+        raise SystemExit(1)
+
+
+@app.command()
+def view(
+    store: Annotated[str, typer.Argument(help="The LAI Zarr store (path or URL).")],
+    port: Annotated[
+        int, typer.Option(help="Port on 127.0.0.1 (0: a free one).", min=0, max=65535)
+    ] = 0,
+    bench: Annotated[
+        int, typer.Option(help="Instead of serving: time this many tile requests and "
+                          "measure the bytes of a whole-extent view, then exit.", min=0),
+    ] = 0,
+) -> None:
+    """Serve a store as a web map on 127.0.0.1 (dates, legend, source, pixel time series).
+
+    Needs the store's overviews (lamap overviews STORE). Example: lamap view lai.zarr
+    """
+    from lamap.view import view_store
+
+    if bench:
+        from lamap.store import LaiStore
+        from lamap.view.bench import measure_view
+
+        typer.echo("\n".join(measure_view(LaiStore.open(store), requests=bench).lines()))
+        return
+    with view_store(store, port=port) as server:
+        for day, count in server.tiles.stale().items():
+            typer.echo(f"lamap: warning: {count} done tiles of {day} have no overviews yet and "
+                       f"show empty: run `lamap overviews {store}`", err=True)  # fmt: skip
+        typer.echo(f"lamap view of {server.tiles.store.url}: {server.url} (Ctrl-C to stop)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            typer.echo("stopped")
+
+
 def _du(path: Path) -> str:
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return f"{size / 2**20:.0f} MiB"
