@@ -176,16 +176,17 @@ def test_half_created_store_is_created_again(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- time axis
 
 
-def test_dates_append_and_existing_dates_are_reused(small: LaiStore) -> None:
+def test_dates_are_kept_in_order_and_existing_dates_are_reused(small: LaiStore) -> None:
     assert small.add_date(D1) == 0
     assert small.add_date(np.datetime64(D2)) == 1
     assert small.add_date(dt.datetime(2024, 6, 15, 10, 30)) == 0
-    assert small.add_date(D0) == 2  # out of order: appended, not inserted
-    assert small.dates == [dt.date(2024, 6, 15), dt.date(2024, 6, 20), dt.date(2024, 6, 1)]
-    assert small.time_index(D2) == 1
+    assert small.add_date(D0) == 0  # earlier: inserted first, the others move up
+    assert small.dates == [dt.date(2024, 6, 1), dt.date(2024, 6, 15), dt.date(2024, 6, 20)]
+    assert small.time_index(D2) == 2
     ds = small.dataset()
     assert ds.sizes["time"] == 3 and ds.lai.shape == (3, 300, 260)
-    assert ds.sortby("time").time.values[0] == np.datetime64(D0)
+    assert ds.indexes["time"].is_monotonic_increasing
+    assert ds.sel(time=slice(D1, D2)).sizes["time"] == 2
     with pytest.raises(StoreError, match=r"not in the store.*add_date\('2024-07-01'\)"):
         small.time_index("2024-07-01")
     with pytest.raises(InputError, match="is not a date"):
@@ -533,10 +534,11 @@ def test_killed_append_is_invisible_and_repaired_by_the_next(small: LaiStore) ->
     ds = xr.open_zarr(small.url)
     assert ds.sizes["time"] == 1
     np.testing.assert_array_equal(ds.lai.isel(time=0).values[:128, :128], lai)
-    assert small.add_date(D0) == 1  # the next append overwrites the uncommitted metadata
+    assert small.add_date(D0) == 0  # the next change overwrites the uncommitted metadata
     plain = xr.open_zarr(small.url, consolidated=False)
     assert plain.time.values.tolist() == xr.open_zarr(small.url).time.values.tolist()
-    assert small.dates == [dt.date(2024, 6, 15), dt.date(2024, 6, 1)]
+    assert small.dates == [dt.date(2024, 6, 1), dt.date(2024, 6, 15)]
+    np.testing.assert_array_equal(read(small, D1)[0][:128, :128], lai)  # moved to index 1
 
 
 # ----------------------------------------------------------------------------- properties
