@@ -30,7 +30,7 @@ from lamap.store import schema, timeaxis
 from lamap.store.fs import probe
 from lamap.store.lock import Held, Holder, Registration, store_locks
 
-__all__ = ["add_date", "create", "locked", "registered"]
+__all__ = ["add_date", "create", "locked", "registered", "repair"]
 
 _LOG = logging.getLogger("lamap.store")
 #: Longest pause between two looks at the runs an insertion waits for.
@@ -73,6 +73,19 @@ def locked(url: str, options: Mapping[str, Any], purpose: str) -> Iterator[Held]
     with store_locks(url, options).exclusive(purpose) as held:
         timeaxis.recover(url, options)
         yield held
+
+
+def repair(url: str, options: Mapping[str, Any]) -> None:
+    """Undo an insertion that a killed process left half done, if any (one look otherwise).
+
+    Raises
+    ------
+    StoreError
+        If there is one to undo and the store cannot be written.
+    """
+    if timeaxis.interrupted(url, options):
+        with locked(url, options, "undoing an interrupted insertion"):
+            pass
 
 
 def add_date(

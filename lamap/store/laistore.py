@@ -119,6 +119,9 @@ class LaiStore:
     ) -> LaiStore:
         """Open an existing store; its grid comes from its attributes.
 
+        An insertion of a date that a killed process left half done is undone first (see
+        :mod:`lamap.store.timeaxis`).
+
         Parameters
         ----------
         url : str or os.PathLike
@@ -141,6 +144,7 @@ class LaiStore:
         """
         location, options = normalise_url(url), dict(storage_options or {})
         stored = schema.stored_grid(location, schema.open_group(location, options, write=False))
+        concurrency.repair(location, options)
         if grid is not None:
             stored.check_same(grid, what=f"the store {location}")
         return cls(location, stored, options)

@@ -39,12 +39,21 @@ from fsspec.implementations.local import LocalFileSystem
 
 from lamap.errors import StoreError
 from lamap.runtime.atomic import write_atomic
+from lamap.store import schema
 from lamap.store.fs import filesystem
 from lamap.store.lock import LOCK_NODE, Held
-from lamap.store import schema
 from lamap.store.schema import add_missing_nodes, array, open_group
 
-__all__ = ["Placement", "date_index", "insert", "place", "read_dates", "recover", "rollback"]
+__all__ = [
+    "Placement",
+    "date_index",
+    "insert",
+    "interrupted",
+    "place",
+    "read_dates",
+    "recover",
+    "rollback",
+]
 
 EPOCH = dt.date(1970, 1, 1)
 #: Arrays with a time dimension (grown by one step per date).
@@ -188,6 +197,14 @@ def rollback(url: str, options: Mapping[str, Any]) -> None:
     for name in GROWING:
         kept = array(group, name)
         kept.resize(kept.shape)
+
+
+def interrupted(url: str, options: Mapping[str, Any]) -> bool:
+    """Return whether an insertion stopped before its commit (its record is there)."""
+    fs, root = filesystem(url, options)
+    path = f"{root}/{INSERT_RECORD}"
+    fs.invalidate_cache(path)
+    return bool(fs.exists(path))
 
 
 def recover(url: str, options: Mapping[str, Any]) -> None:
