@@ -115,7 +115,7 @@ class MapOptions:
                 f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}: "
                 "use --precision auto, float32 or bfloat16"
             )
-        _at_least("lookback_days (--lookback)", self.lookback_days, 1)
+        _at_least("lookback_days (--lookback)", self.lookback_days, 2)  # t-2 and t-1
         _at_least("s1_tolerance_days (--s1-tolerance)", self.s1_tolerance_days, 0)
         _at_least("batch", self.batch, 1)
         _at_least("retries", self.retries, 0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -104,11 +105,14 @@ def _check_writable(path: Path) -> None:
         folder = folder.parent
     if not folder.is_dir():
         raise InputError(f"--out {path} lies inside {folder}, a file: choose a folder path")
-    if not os.access(folder, os.W_OK | os.X_OK):
+    try:  # a real try: permissions, read-only mounts, quotas (root passes os.access)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
         raise InputError(
-            f"cannot write the store {path}: no permission to write in {folder}; choose an "
-            "output path you can write to"
-        )
+            f"cannot write the store {path}: cannot write in {folder} ({err.strerror}); "
+            "choose an output path you can write to"
+        ) from err
 
 
 def check_device(device: str, local: bool) -> None:

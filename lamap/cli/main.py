@@ -24,6 +24,7 @@ from lamap.cli.types import (
     parse_counts,
     parse_date,
     parse_device,
+    parse_patch,
     parse_positive,
     parse_size,
     parse_weight,
@@ -140,7 +141,7 @@ def map_(
                      parser=parse_address),
     ] = "127.0.0.1:8787",
     lookback: Annotated[
-        int, typer.Option(help="Days to look back for S2 t-2 and t-1.", min=1)
+        int, typer.Option(help="Days to look back for S2 t-2 and t-1.", min=2)
     ] = 20,
     s1_tolerance: Annotated[
         int, typer.Option(help="Max days between an S2 step and its S1 pass.", min=0)
@@ -229,7 +230,9 @@ def train(
     cache: Annotated[
         Path | None, typer.Option(help="Training cache directory (default: OUT.cache).")
     ] = None,
-    patch: Annotated[int, typer.Option(help="Patch edge in pixels (multiple of 4).", min=8)] = 256,
+    patch: Annotated[
+        int, typer.Option(help="Patch edge in pixels (a multiple of 4).", parser=parse_patch)
+    ] = 256,
     preset: Annotated[
         str, typer.Option(help="full (MODEL.md, 100 epochs, GPU) or cpu-demo.")
     ] = "full",
@@ -463,7 +466,7 @@ def main(argv: list[str] | None = None) -> None:
     """
     warnings.showwarning = _show_warning
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except LamapError as err:
         _fail(str(err))
     except _PATH_ERRORS as err:
@@ -483,6 +486,10 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(err, abort):
             raise SystemExit(1) from None
         raise
+    if code == 130:  # typer >= 0.29 turns Ctrl-C into a returned exit code
+        typer.echo("lamap: interrupted", err=True)
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
 
 
 def _fail(message: str) -> NoReturn:

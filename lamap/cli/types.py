@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
+import tempfile
 from pathlib import Path
 
 import typer
@@ -20,6 +20,7 @@ __all__ = [
     "parse_counts",
     "parse_date",
     "parse_device",
+    "parse_patch",
     "parse_positive",
     "parse_size",
     "parse_weight",
@@ -44,6 +45,17 @@ def parse_size(value: str | int) -> int:
         raise typer.BadParameter(f"{value!r} is not a whole number of pixels") from None
     if size < 64 or size % 4:
         raise typer.BadParameter(f"{size} must be a multiple of 4 and at least 64")
+    return size
+
+
+def parse_patch(value: str | int) -> int:
+    """Parse a training patch edge: a multiple of 4 (the network's down-sampling), at least 8."""
+    try:
+        size = int(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a whole number of pixels") from None
+    if size < 8 or size % 4:
+        raise typer.BadParameter(f"{size} must be a multiple of 4 and at least 8, e.g. 256")
     return size
 
 
@@ -136,5 +148,10 @@ def _writable_folder(folder: Path, path: Path, option: str) -> None:
         folder = folder.parent
     if not folder.is_dir():
         raise typer.BadParameter(f"{option} {path} lies inside {folder}, a file")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise typer.BadParameter(f"{option} {path}: no permission to write in {folder}")
+    try:  # a real try: permissions, read-only mounts (root passes os.access)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise typer.BadParameter(
+            f"{option} {path}: cannot write in {folder} ({err.strerror})"
+        ) from None

@@ -85,6 +85,8 @@ def _without_root(fs: fsspec.AbstractFileSystem, url: str, root: str,
         names = {str(path).rstrip("/").rsplit("/", 1)[-1] for path in fs.ls(root, detail=False)}
     except FileNotFoundError:
         return "absent"
+    except NotADirectoryError as err:
+        raise InputError(f"{url} lies inside a file: choose a folder path") from err
     if not names:
         return "absent"
     return "incomplete" if names <= set(nodes) else "foreign"
