@@ -365,10 +365,9 @@ def map_lai(
     _check_halo(halo)
     check_device(options.device, local=(cluster or ClusterSpec()).address is None)
     profile, result = _search(catalog, todo, day, options)
-    plans = with_input(
-        iter_plans(SceneIndex.from_result(result), todo, day, options.plan_options()),
-        day, len(todo),
-    )  # fmt: skip
+    plans = iter_plans(SceneIndex.from_result(result), todo, day, options.plan_options())
+    if not report.skipped:  # a date without input anywhere is refused, the store untouched
+        plans = with_input(plans, day, len(todo))
     model_info = {"path": ref.path, "sha256": ref.sha256, "lamap_version": loaded.lamap_version,
                   "precision": ref.precision}  # fmt: skip
     with get_client(cluster) as client:

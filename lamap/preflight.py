@@ -9,8 +9,8 @@
 2. the bbox is inside the grid (:meth:`lamap.grid.Grid.tiles_for_bbox`), the model loads,
    the catalog answers (mapping).
 3. :func:`check_device`: CUDA exists where the run's local workers would need it.
-4. :func:`with_input`: at least one tile of the plan has input; a date with none anywhere is
-   refused with the planner's reason and fix.
+4. :func:`with_input`: at least one tile of the plan has input; a date with none anywhere
+   (and no tile done yet) is refused with the planner's reason and fix.
 5. :func:`check_workers`: the cluster has workers, with a GPU resource for ``device="cuda"``.
 """
 
