@@ -54,7 +54,9 @@ def probe(url: str, options: Mapping[str, Any], nodes: tuple[str, ...] = ()) -> 
     """Say what lies at ``url``: nothing, a (complete or half-created) lamap store, or else.
 
     Without a root ``zarr.json``, a folder holding only names from ``nodes`` (lamap's own,
-    left by a creation that stopped) is ``incomplete``; an empty one is ``absent``.
+    left by a creation that stopped or being made by another process) is ``incomplete``; an
+    empty one is ``absent``. Hidden names (``.zarr.json.<random>.tmp`` while the root is
+    written) are not counted.
 
     Raises
     ------
@@ -87,6 +89,7 @@ def _without_root(fs: fsspec.AbstractFileSystem, url: str, root: str,
         return "absent"
     except NotADirectoryError as err:
         raise InputError(f"{url} lies inside a file: choose a folder path") from err
+    names = {name for name in names if not name.startswith(".")}  # temporary files too
     if not names:
         return "absent"
     return "incomplete" if names <= set(nodes) else "foreign"

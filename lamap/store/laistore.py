@@ -238,7 +238,8 @@ class LaiStore:
         While registered, no insertion of an earlier date moves this date's shards, so the
         yielded writer's index stays right; several runs may write one date at once
         (shard-exclusive blocks). The registration ends with the block, and with its process
-        if that dies.
+        if that dies. Inside the block, do not add a date earlier than this one from the same
+        process: that insertion would wait for this very registration.
 
         Parameters
         ----------
@@ -528,8 +529,9 @@ class LaiStore:
         day = as_date(date)
         self.time_index(day)
         model_record = None if model is None else json_ready(model, "model")
-        summary = run_summary(self.ledger.date_info(day), model_record)
         with concurrency.locked(self.url, self.storage_options, f"recording the run of {day}"):
+            # markers read under the lock: the last run to record a date counts them all
+            summary = run_summary(self.ledger.date_info(day), model_record)
             schema.record_date(self.url, self.storage_options, day, summary, model_record)
         return summary
 

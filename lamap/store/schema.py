@@ -11,7 +11,7 @@ import contextlib
 import datetime as dt
 import json
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from enum import IntEnum
 from typing import Any, Literal, TypeAlias, cast
 
@@ -61,6 +61,7 @@ _TIME_FILL = int(np.iinfo(np.int64).min)
 _DIMS = ("time", "y", "x")
 _REQUIRED = ("lai", "source", "time", "x", "y", "spatial_ref")
 #: The ledger's folders: 0-d arrays' folders, whose contents Zarr never lists (see ledger).
+LEDGER_GROUP = "lamap"
 DONE_NODE = "lamap/done"
 FAILED_NODE = "lamap/failed"
 NO_INPUT_NODE = "lamap/no_input"
@@ -308,10 +309,25 @@ def _create_coords(group: zarr.Group, grid: Grid) -> None:
         coord[:] = values
 
 
-def commit(url: str, options: Mapping[str, Any]) -> None:
-    """Re-consolidate: publish every array's metadata in one atomic write of the root."""
-    with _quiet_zarr():
-        zarr.consolidate_metadata(zarr_store(url, options, read_only=False))
+def commit(url: str, options: Mapping[str, Any], arrays: Sequence[str] | None = None) -> None:
+    """Publish the arrays' metadata in the root ``zarr.json``, in one atomic write.
+
+    With ``arrays``, only their entries of the consolidated metadata are refreshed from their
+    own ``zarr.json`` (what adding a date changes: a few requests on an object store);
+    without, or when a ledger node is missing (it is added), the hierarchy is walked again.
+    """
+    fs, root = filesystem(url, options)
+    nodes = [f"{root}/{LEDGER_GROUP}/{name}/zarr.json" for name in _LEDGER_NODES]
+    if arrays is None or not all(fs.exists(node) for node in nodes):
+        add_missing_nodes(url, options)
+        with _quiet_zarr():
+            zarr.consolidate_metadata(zarr_store(url, options, read_only=False))
+        return
+    meta = json.loads(fs.cat_file(f"{root}/zarr.json"))
+    entries = meta["consolidated_metadata"]["metadata"]
+    for name in arrays:
+        entries[name] = json.loads(fs.cat_file(f"{root}/{name}/zarr.json"))
+    write_atomic(f"{root}/zarr.json", json.dumps(meta, indent=2).encode(), fs=fs)
 
 
 # --------------------------------------------------------------------------- opening

@@ -42,7 +42,7 @@ from lamap.runtime.atomic import write_atomic
 from lamap.store import schema
 from lamap.store.fs import filesystem
 from lamap.store.lock import LOCK_NODE, Held
-from lamap.store.schema import add_missing_nodes, array, open_group
+from lamap.store.schema import array, open_group
 
 __all__ = [
     "Placement",
@@ -182,9 +182,8 @@ def _grow(url: str, options: Mapping[str, Any], placement: Placement, held: Held
     for grown in arrays.values():
         grown.resize((len(dates), *grown.shape[1:]))
     arrays["time"][:] = np.array([(day - EPOCH).days for day in dates], dtype=np.int64)
-    add_missing_nodes(url, options)
     held.check()
-    schema.commit(url, options)
+    schema.commit(url, options, GROWING)
 
 
 def rollback(url: str, options: Mapping[str, Any]) -> None:
