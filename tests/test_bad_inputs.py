@@ -141,6 +141,7 @@ MAP_CASES = [
     case("coordinate reference system", *with_option(MAP, "--crs", "bogus")),
     case("unknown catalog", *with_option(MAP, "--catalog", "{new}-catalog")),
     case("without world.json", *with_option(MAP, "--catalog", "{empty}")),
+    case("could not open the STAC API", *with_option(MAP, "--catalog", "http://127.0.0.1:9/api")),
     case("checkpoint", *with_option(MAP, "--model", "{new}.pt")),
     case("checkpoint", *with_option(MAP, "--model", "{file}")),
     case("is a file", *with_option(MAP, "--out", "{file}")),

@@ -193,6 +193,45 @@ def test_dates_are_kept_in_order_and_existing_dates_are_reused(small: LaiStore) 
         small.add_date("15/06/2024")
 
 
+@NO_WARNINGS
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_dates_added_in_any_order_are_sorted_and_keep_their_bytes(
+    where: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    options: dict[str, object] = {}
+    if where == "local":
+        url = str(tmp_path / "lai.zarr")
+    else:
+        from tests.conftest import new_bucket
+
+        endpoint = request.getfixturevalue("s3_endpoint")
+        options = {"key": "test", "secret": "test", "client_kwargs": {"endpoint_url": endpoint}}
+        url = f"s3://{new_bucket(endpoint)}/lai.zarr"
+    store = LaiStore.create(url, SMALL, storage_options=options)
+    fs, root = fsspec.core.url_to_fs(url, **options)
+
+    def shards(index: int) -> dict[str, bytes]:
+        fs.invalidate_cache()
+        found = [p for name in ("lai", "source") for p in fs.find(f"{root}/{name}/c/{index}")]
+        return {p.replace(f"/c/{index}/", "/c/T/"): fs.cat_file(p) for p in found}
+
+    data = {}
+    for day, seed in ((D1, 31), ("2024-06-01", 32), ("2024-06-10", 33)):
+        tile = SMALL.get_tile(seed % 3, 1)
+        data[day] = tile, tile_data(tile, seed)
+        store.add_date(day)
+        if day == D1:
+            store.write_tile(day, tile, *data[day][1])
+            first = shards(0)
+    assert [d.isoformat() for d in store.dates] == ["2024-06-01", "2024-06-10", D1]
+    assert first and shards(2) == first  # 06-15 moved from index 0 to 2, bytes unchanged
+    ds = store.dataset()
+    assert ds.sel(time=slice("2024-06-05", "2024-06-30")).sizes["time"] == 2
+    rows, cols = data[D1][0].window.to_slices()
+    np.testing.assert_array_equal(ds.lai.sel(time=D1).values[rows, cols], data[D1][1][0])
+    assert store.is_done(D1, data[D1][0]) and not store.done_tiles("2024-06-01")
+
+
 def test_second_date_leaves_the_first_untouched(small: LaiStore) -> None:
     tile = SMALL.get_tile(0, 0)
     lai, source = tile_data(tile, 1)
