@@ -92,4 +92,5 @@ def _without_root(fs: fsspec.AbstractFileSystem, url: str, root: str,
     names = {name for name in names if not name.startswith(".")}  # temporary files too
     if not names:
         return "absent"
-    return "incomplete" if names <= set(nodes) else "foreign"
+    # the root may have been committed since it was read: look again under the lock
+    return "incomplete" if names <= {*nodes, "zarr.json"} else "foreign"
