@@ -23,7 +23,8 @@ Object stores (S3) and other fsspec file systems
     lifetime with ``If-Match``, deleted with ``If-Match``. A lease that expired, or whose
     process on this host is gone, is broken (deleted if unchanged) by whoever waits for it.
     A holder whose lease could not be renewed has lost the lock: :meth:`Held.check` raises
-    before it commits anything.
+    before it commits anything. Expiry compares wall clocks: the hosts sharing a store must
+    agree on the time within a lease's lifetime (NTP does far better).
 """
 
 from __future__ import annotations
