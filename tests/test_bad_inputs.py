@@ -280,9 +280,14 @@ def test_a_mistake_is_one_line_exit_2_and_changes_nothing(
     assert Path(env["folder"], "notes.txt").read_text() == "keep me"
 
 
+def pick(cases: list[Any], says: str) -> Any:
+    return next(param for param in cases if param.values[0].says == says)
+
+
 @pytest.mark.parametrize(
     "bad",
-    [MAP_CASES[0], MAP_CASES[36], TRAIN_CASES[1], OTHER_CASES[0]],
+    [pick(MAP_CASES, "'2024-02-30' is not a date"), pick(MAP_CASES, "is a file"),
+     pick(TRAIN_CASES, "must be a finite number"), pick(OTHER_CASES, "No such command 'bogus'")],
 )
 def test_the_command_as_a_process_prints_one_line(bad: Any, env: dict[str, str]) -> None:
     args = [arg.format(**env) for arg in bad.args]
