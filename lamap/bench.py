@@ -277,7 +277,7 @@ def run_bench(
         from distributed import Client, LocalCluster
 
         local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                             host="127.0.0.1", dashboard_address=":0",
+                             host="127.0.0.1", dashboard_address="127.0.0.1:0",
                              silence_logs=logging.ERROR)  # fmt: skip
         with local as cluster, Client(cluster) as client:
             say("inputs-only (approximate and exact warp) and model-only, on the cluster")

@@ -489,12 +489,15 @@ def _inputs_text(inputs: Mapping[str, Any]) -> str:
 def _date_lines(store: LaiStore) -> list[str]:
     summaries = store.attrs.get("lamap_dates") or {}
     dates = store.dates
-    lines = [f"dates: {len(dates)} (in the order they were added)"]
+    lines = [f"dates: {len(dates)} (in chronological order)"]
     for day in dates:
         summary = summaries.get(day.isoformat())
         done, failed = len(store.done_tiles(day)), store.failed_tiles(day)
+        empty = store.no_input_tiles(day)
         lines.append(f"  {day}: {done} of {store.grid.n_tiles} tiles done"
-                     + (f", {len(failed)} failed (rerun lamap map to retry)" if failed else ""))
+                     + (f", {len(failed)} failed (rerun lamap map to retry)" if failed else "")
+                     + (f", {len(empty)} without input (planned again by the next run)"
+                        if empty else ""))
         lines += [f"    {tile_id} failed: {why}" for tile_id, why in list(failed.items())[:10]]
         if summary is None:
             lines.append("    no run summary: a run of this date did not finish")

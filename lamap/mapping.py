@@ -36,12 +36,15 @@ from lamap.features import FeatureSpec, build_features
 from lamap.grid import DEFAULT_GRID, Grid, Tile, Window, get_grid, resolve_grid
 from lamap.infer import DEFAULT_BATCH, PRECISIONS, ModelRef, predict
 from lamap.output_stac import write_collection
+from lamap.preflight import check_device, check_workers, find_target, with_input
 from lamap.runner import DEFAULT_RETRIES, RunContext, run_tiles
 from lamap.runtime import ClusterSpec, Progress, Reporter, dashboard_link, get_client
 from lamap.runtime.cluster import gpu_resource
 from lamap.store import LaiStore, Source
+from lamap.store.fs import normalise_url, probe
 from lamap.store.overviews import PyramidWriter, pyramid_writer
 from lamap.store.pyramid import ensure_pyramid
+from lamap.store.schema import STORE_NODES
 from lamap.tileplan import PlanOptions, PlanSummary, SceneIndex, iter_plans
 from lamap.timesteps import (
     DEFAULT_LOOKBACK_DAYS,
@@ -64,7 +67,6 @@ __all__ = [
     "plan_map",
     "tile_arrays",
 ]
-
 
 
 @dataclass(frozen=True)
@@ -113,16 +115,31 @@ class MapOptions:
     precision: str = "auto"
 
     def __post_init__(self) -> None:
-        """Refuse an unknown precision before anything is read or written."""
+        """Refuse out-of-range settings before anything is read or written."""
         if self.precision not in PRECISIONS:
             raise InputError(
                 f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}: "
                 "use --precision auto, float32 or bfloat16"
             )
+        _at_least("lookback_days (--lookback)", self.lookback_days, 2)  # t-2 and t-1
+        _at_least("s1_tolerance_days (--s1-tolerance)", self.s1_tolerance_days, 0)
+        _at_least("batch", self.batch, 1)
+        _at_least("retries", self.retries, 0)
+        for name, value in (("window", self.window), ("tiles_in_flight", self.tiles_in_flight)):
+            if value is not None:
+                _at_least(name, value, 1)
+        if not (isinstance(self.min_coverage, int | float) and 0 < self.min_coverage <= 1):
+            raise InputError(f"min_coverage must be in (0, 1], got {self.min_coverage!r}")
 
     def plan_options(self) -> PlanOptions:
         """Return the planner's share of the options."""
         return PlanOptions(self.lookback_days, self.s1_tolerance_days, self.min_coverage)
+
+
+def _at_least(name: str, value: object, low: int) -> None:
+    """Refuse a setting that is not a whole number of at least ``low``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InputError(f"{name} must be a whole number of at least {low}, got {value!r}")
 
 
 @dataclass
@@ -142,7 +159,8 @@ class MapReport:
     mapped : list of str
         Tiles mapped by this run.
     no_input : dict
-        Tile id → why it has no input (marked done, all "no input").
+        Tile id → why it has no input (recorded in the store's ledger with the options
+        used; not done: the next run plans them again).
     failed : dict
         Tile id → the stage, block and error that failed it (recorded in the store's
         ledger; not done: the next run retries it).
@@ -342,42 +360,39 @@ def map_lai(
     started = time.perf_counter()
     options, say = options or MapOptions(), Reporter(progress)
     day, area = as_date(date), as_bbox(bbox)
-    store = _open_store(out, choose_grid(grid, crs, resolution))
-    tiles = store.grid.tiles_for_bbox(area)
+    target = find_target(out, choose_grid(grid, crs, resolution), get_grid(DEFAULT_GRID))
+    tiles = target.grid.tiles_for_bbox(area)
     report = MapReport(day, str(out), [t.id for t in tiles])
-    todo = _todo(store, day, tiles, report, say)
+    todo = _todo(target.store, day, tiles, report, say)
     if not todo:
         return report
-    ref, loaded = _model_ref(model, catalog, options, store.grid)
+    ref, loaded = _model_ref(model, catalog, options, target.grid)
     spec = FeatureSpec.from_dict(loaded.feature_spec)
     halo = options.halo if options.halo is not None else _halo(loaded)
     _check_halo(halo)
+    check_device(options.device, local=(cluster or ClusterSpec()).address is None)
     profile, result = _search(catalog, todo, day, options)
-    index = SceneIndex.from_result(result)
+    plans = iter_plans(SceneIndex.from_result(result), todo, day, options.plan_options())
+    if not report.skipped:  # a date without input anywhere is refused, the store untouched
+        plans = with_input(plans, day, len(todo))
     model_info = {"path": ref.path, "sha256": ref.sha256, "lamap_version": loaded.lamap_version,
                   "precision": ref.precision}  # fmt: skip
     with get_client(cluster, device=options.device) as client:
+        workers = check_workers(client, options.device)
+        gpu = gpu_resource(client, options.device)  # fails fast before the store changes
+        store = target.open_or_create()  # the first write: everything above was checked
         report.dashboard = dashboard_link(client)
         say.link(f"dashboard: {report.dashboard}")
-        gpu = gpu_resource(client, options.device)  # fails fast before the store changes
         fresh = not store.dates
-        store.add_date(day)
-        pyramid = _pyramid(store, day, create=fresh)
-        ctx = RunContext(
-            store, day, store.block_writer(day), ref, halo, spec, model_info,
-            signer=profile.signer, gpu=gpu, retries=options.retries,
-            exact_warp=options.exact_warp, pyramid=pyramid,
-        )
-        info = client.scheduler_info()  # type: ignore[attr-defined]
-        workers = max(1, len(info.get("workers", {})))
-        outcome = run_tiles(
-            client,
-            iter_plans(index, todo, day, options.plan_options()),
-            ctx,
-            limit=options.tiles_in_flight or 2 * workers,
-            total=len(todo),
-            say=say,
-        )
+        with store.writing(day, progress=say.info) as writer:
+            ctx = RunContext(
+                store, day, writer, ref, halo, spec, model_info,
+                signer=profile.signer, gpu=gpu, retries=options.retries,
+                exact_warp=options.exact_warp, pyramid=_pyramid(store, day, create=fresh),
+                plan_info=_plan_info(catalog, options),
+            )  # fmt: skip
+            outcome = run_tiles(client, plans, ctx, limit=options.tiles_in_flight or 2 * workers,
+                                total=len(todo), say=say)  # fmt: skip
     report.mapped, report.no_input, report.failed = (
         outcome.mapped, outcome.no_input, outcome.failed
     )
@@ -386,6 +401,13 @@ def map_lai(
     write_collection(store)  # the STAC Collection beside the store, with this run's extent
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _plan_info(catalog: str, options: MapOptions) -> dict[str, Any]:
+    """Return what the planning depended on (kept with each tile recorded without input)."""
+    return {"catalog": catalog, "lookback_days": options.lookback_days,
+            "s1_tolerance_days": options.s1_tolerance_days,
+            "min_coverage": options.min_coverage}  # fmt: skip
 
 
 def plan_map(
@@ -465,18 +487,25 @@ def choose_grid(
 
 
 def _todo(
-    store: LaiStore, day: dt.date, tiles: list[Tile], report: MapReport, say: Reporter
+    store: LaiStore | None, day: dt.date, tiles: list[Tile], report: MapReport, say: Reporter
 ) -> list[Tile]:
     """Return the tiles not done for the date (one listing of the markers, not one per tile)."""
+    if store is None:
+        return list(tiles)
     done = _done(store, day)
     todo = [t for t in tiles if t.id not in done]
     report.skipped = [t.id for t in tiles if t.id in done]
     if report.skipped:
         say.info(f"{len(report.skipped)} of {len(tiles)} tiles already done for {day}: skipped")
-    failed = store.failed_tiles(day) if todo else {}
+    if not todo or day not in store.dates:
+        return todo
+    failed, empty = store.failed_tiles(day), store.no_input_tiles(day)
     retry = sum(t.id in failed for t in todo)
     if retry:
         say.info(f"{retry} tiles failed before for {day}: mapping them again")
+    again = sum(t.id in empty for t in todo)
+    if again:
+        say.info(f"{again} tiles had no input before for {day}: planning them again")
     return todo
 
 
@@ -501,18 +530,9 @@ def _check_halo(halo: int) -> None:
         raise InputError(f"the halo must be a non-negative multiple of 4 pixels, got {halo}")
 
 
-def _open_store(out: str | os.PathLike[str], grid: Grid | None) -> LaiStore:
-    """Open the store at ``out`` (its own grid), or create it with ``grid`` (default europe)."""
-    if grid is not None or not _exists(out):
-        return LaiStore.open_or_create(out, grid or get_grid(DEFAULT_GRID))
-    return LaiStore.open(out)
-
-
 def _exists(out: str | os.PathLike[str]) -> bool:
-    from lamap.store.fs import filesystem, normalise_url
-
-    fs, path = filesystem(normalise_url(out), {})  # InputError naming the extra to install
-    return bool(fs.exists(f"{path}/zarr.json"))
+    """Whether a complete lamap store is at ``out`` (a half-created one does not count)."""
+    return probe(normalise_url(out), {}, STORE_NODES) == "complete"
 
 
 def _halo(loaded: Any) -> int:

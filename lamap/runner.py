@@ -80,6 +80,9 @@ class RunContext:
         Dask retries of each task.
     exact_warp : bool
         Read with the exact transformer (see :mod:`lamap.blocks`).
+    plan_info : dict
+        What the planning depended on (catalog, options), kept with each tile recorded
+        without input.
     token : str
         Makes the run's task keys unique on a shared cluster.
     pyramid : PyramidWriter, optional
@@ -97,6 +100,7 @@ class RunContext:
     gpu: bool = False
     retries: int = DEFAULT_RETRIES
     exact_warp: bool = False
+    plan_info: dict[str, Any] = field(default_factory=dict)
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     pyramid: PyramidWriter | None = None
 
@@ -155,6 +159,14 @@ def _done_task(
     return tile_id
 
 
+def _no_input_task(
+    store: LaiStore, date: dt.date, tile_id: str, info: dict[str, Any], *written: Window
+) -> str:
+    """Record a tile without input (not done: the next run plans it again)."""
+    store.mark_no_input(date, tile_id, info["no_input"]["reason"], info["options"])
+    return tile_id
+
+
 # --------------------------------------------------------------------------- submission
 
 
@@ -189,18 +201,19 @@ def submit_tile(client: Any, plan: TilePlan, ctx: RunContext) -> tuple[Any, list
                 retries=ctx.retries,
             ))
     else:
-        info = {"no_input": steps.to_dict(), "model": ctx.model_info}
+        info = {"no_input": steps.to_dict(), "options": ctx.plan_info}
         writes = [
             client.submit(_write_task, ctx.writer, window, None,
                           key=f"lamap-write-{key}-{i}", retries=ctx.retries)
             for i, window in enumerate(windows)
         ]
+    record = _done_task if isinstance(steps, TimeSteps) else _no_input_task
     after = writes
     if ctx.pyramid is not None:
         after = [client.submit(_overview_task, ctx.pyramid, tile.window, tile.id, *writes,
                                key=f"lamap-overviews-{key}", retries=ctx.retries)]  # fmt: skip
     done = client.submit(
-        _done_task, ctx.store, ctx.date, tile.id, info, *after, key=f"lamap-done-{key}",
+        record, ctx.store, ctx.date, tile.id, info, *after, key=f"lamap-done-{key}",
         retries=ctx.retries,
     )
     blocks = (3 if isinstance(steps, TimeSteps) else 1) * len(windows)
@@ -290,6 +303,10 @@ def _settle(
         say.step("tiles", *count, f"tile {tile_id} done ({count[0]}/{count[1]})")
         return
     reason = _reason(future)
+    if ctx.store.is_done(ctx.date, tile_id):  # a concurrent run of the date wrote it whole
+        say.warning(f"tile {tile_id} failed here but another run finished it: {reason}")
+        say.step("tiles", *count)
+        return
     outcome.failed[tile_id] = reason
     ctx.store.mark_failed(ctx.date, tile_id, reason)
     try:  # no half tile: its shards read as "no input" until a rerun maps it

@@ -83,6 +83,47 @@ def grid(tiny_world):  # type: ignore[no-untyped-def]
     return Grid.from_bbox(tiny_world.bbox, crs="EPSG:3035", chunk=128, shard=128, tile=256)
 
 
+def _atomic_moto_server() -> type:
+    """moto's threaded server, answering conditional requests one at a time.
+
+    moto 5.2.5 checks a conditional PutObject or DeleteObject (``If-None-Match: *``,
+    ``If-Match``) and then stores or deletes the object in a separate step, with no lock:
+    two concurrent requests can both pass the check. S3 evaluates the condition and writes
+    atomically; answering conditional requests one at a time gives moto the same guarantee
+    for objects that are only ever written conditionally (lamap's leases).
+    """
+    import threading
+
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    conditional = ("HTTP_IF_MATCH", "HTTP_IF_NONE_MATCH")
+
+    class Server(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app, lock = DomainDispatcherApplication(create_backend_app), threading.Lock()
+
+            def one_at_a_time(environ: Any, start_response: Any) -> Any:
+                if not any(key in environ for key in conditional):
+                    return app(environ, start_response)
+                with lock:
+                    return list(app(environ, start_response))
+
+            self._server = make_server(
+                self._ip_address, self._port, one_at_a_time, True,
+                request_handler=MotoRequestHandler,
+            )  # fmt: skip
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return Server
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """A real S3 API on 127.0.0.1 (moto's server), for the session; yields its URL.
@@ -91,9 +132,10 @@ def s3_endpoint() -> Iterator[str]:
     credentials), so ``s3://bucket/...`` works in this process and in Dask workers started
     after this fixture. Make a fresh bucket per test with :func:`new_bucket`.
     """
-    from moto.server import ThreadedMotoServer
+    import logging
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
+    server = _atomic_moto_server()(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"

@@ -177,20 +177,60 @@ def test_half_created_store_is_created_again(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- time axis
 
 
-def test_dates_append_and_existing_dates_are_reused(small: LaiStore) -> None:
+def test_dates_are_kept_in_order_and_existing_dates_are_reused(small: LaiStore) -> None:
     assert small.add_date(D1) == 0
     assert small.add_date(np.datetime64(D2)) == 1
     assert small.add_date(dt.datetime(2024, 6, 15, 10, 30)) == 0
-    assert small.add_date(D0) == 2  # out of order: appended, not inserted
-    assert small.dates == [dt.date(2024, 6, 15), dt.date(2024, 6, 20), dt.date(2024, 6, 1)]
-    assert small.time_index(D2) == 1
+    assert small.add_date(D0) == 0  # earlier: inserted first, the others move up
+    assert small.dates == [dt.date(2024, 6, 1), dt.date(2024, 6, 15), dt.date(2024, 6, 20)]
+    assert small.time_index(D2) == 2
     ds = small.dataset()
     assert ds.sizes["time"] == 3 and ds.lai.shape == (3, 300, 260)
-    assert ds.sortby("time").time.values[0] == np.datetime64(D0)
+    assert ds.indexes["time"].is_monotonic_increasing
+    assert ds.sel(time=slice(D1, D2)).sizes["time"] == 2
     with pytest.raises(StoreError, match=r"not in the store.*add_date\('2024-07-01'\)"):
         small.time_index("2024-07-01")
     with pytest.raises(InputError, match="is not a date"):
         small.add_date("15/06/2024")
+
+
+@NO_WARNINGS
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_dates_added_in_any_order_are_sorted_and_keep_their_bytes(
+    where: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    options: dict[str, object] = {}
+    if where == "local":
+        url = str(tmp_path / "lai.zarr")
+    else:
+        from tests.conftest import new_bucket
+
+        endpoint = request.getfixturevalue("s3_endpoint")
+        options = {"key": "test", "secret": "test", "client_kwargs": {"endpoint_url": endpoint}}
+        url = f"s3://{new_bucket(endpoint)}/lai.zarr"
+    store = LaiStore.create(url, SMALL, storage_options=options)
+    fs, root = fsspec.core.url_to_fs(url, **options)
+
+    def shards(index: int) -> dict[str, bytes]:
+        fs.invalidate_cache()
+        found = [p for name in ("lai", "source") for p in fs.find(f"{root}/{name}/c/{index}")]
+        return {p.replace(f"/c/{index}/", "/c/T/"): fs.cat_file(p) for p in found}
+
+    data = {}
+    for day, seed in ((D1, 31), ("2024-06-01", 32), ("2024-06-10", 33)):
+        tile = SMALL.get_tile(seed % 3, 1)
+        data[day] = tile, tile_data(tile, seed)
+        store.add_date(day)
+        if day == D1:
+            store.write_tile(day, tile, *data[day][1])
+            first = shards(0)
+    assert [d.isoformat() for d in store.dates] == ["2024-06-01", "2024-06-10", D1]
+    assert first and shards(2) == first  # 06-15 moved from index 0 to 2, bytes unchanged
+    ds = store.dataset()
+    assert ds.sel(time=slice("2024-06-05", "2024-06-30")).sizes["time"] == 2
+    rows, cols = data[D1][0].window.to_slices()
+    np.testing.assert_array_equal(ds.lai.sel(time=D1).values[rows, cols], data[D1][1][0])
+    assert store.is_done(D1, data[D1][0]) and not store.done_tiles("2024-06-01")
 
 
 def test_second_date_leaves_the_first_untouched(small: LaiStore) -> None:
@@ -537,10 +577,11 @@ def test_killed_append_is_invisible_and_repaired_by_the_next(small: LaiStore) ->
     ds = xr.open_zarr(small.url)
     assert ds.sizes["time"] == 1
     np.testing.assert_array_equal(ds.lai.isel(time=0).values[:128, :128], lai)
-    assert small.add_date(D0) == 1  # the next append overwrites the uncommitted metadata
+    assert small.add_date(D0) == 0  # the next change overwrites the uncommitted metadata
     plain = xr.open_zarr(small.url, consolidated=False)
     assert plain.time.values.tolist() == xr.open_zarr(small.url).time.values.tolist()
-    assert small.dates == [dt.date(2024, 6, 15), dt.date(2024, 6, 1)]
+    assert small.dates == [dt.date(2024, 6, 1), dt.date(2024, 6, 15)]
+    np.testing.assert_array_equal(read(small, D1)[0][:128, :128], lai)  # moved to index 1
 
 
 # ----------------------------------------------------------------------------- properties

@@ -11,12 +11,24 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
 from lamap.cli.progress import Bars
-from lamap.cli.types import parse_date, parse_device, parse_size
+from lamap.cli.types import (
+    existing_file,
+    output_file,
+    output_folder,
+    parse_address,
+    parse_counts,
+    parse_date,
+    parse_device,
+    parse_patch,
+    parse_positive,
+    parse_size,
+    parse_weight,
+)
 from lamap.errors import LamapError
 from lamap.runtime.progress import stderr_lines
 
@@ -43,12 +55,14 @@ app = typer.Typer(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Directory to write the world into.")],
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Random seed; the same seed gives the same bytes.", min=0)
+    ] = 0,
     size: Annotated[
         int,
         typer.Option(help="Edge of the world in 10-m pixels (multiple of 4).", parser=parse_size),
     ] = 2048,
-    days: Annotated[int, typer.Option(help="Length of the time series in days.")] = 120,
+    days: Annotated[int, typer.Option(help="Length of the time series in days.", min=15)] = 120,
     start: Annotated[
         dt.date, typer.Option(help="First day (YYYY-MM-DD).", parser=parse_date)
     ] = dt.date(2024, 4, 1),
@@ -60,6 +74,7 @@ def demo(
     """
     from lamap.synthetic.world import WorldSpec, generate_world
 
+    output_folder(out, "--out")
     spec = WorldSpec(seed=seed, size=size, days=days, start=start)
     started = time.perf_counter()
     with Bars("generating world") as bars:
@@ -111,22 +126,28 @@ def map_(
     crs: Annotated[
         str | None, typer.Option(help="CRS of a new custom grid, e.g. EPSG:32632.")
     ] = None,
-    resolution: Annotated[float | None, typer.Option(help="Pixel size in metres.")] = None,
+    resolution: Annotated[
+        float | None, typer.Option(help="Pixel size in metres.", parser=parse_positive)
+    ] = None,
     scheduler: Annotated[
         str | None,
         typer.Option(help="Dask scheduler address (default: $DASK_SCHEDULER_ADDRESS, dask "
                      "config 'scheduler-address', else a local cluster)."),
     ] = None,
-    workers: Annotated[int | None, typer.Option(help="Local worker processes.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Local worker processes.", min=1)] = None,
     device: Annotated[
         str, typer.Option(help="cpu, cuda, cuda:N or auto.", parser=parse_device)
     ] = "auto",
     dashboard_address: Annotated[
-        str, typer.Option(help="Where the local Dask dashboard listens.")
+        str,
+        typer.Option(help="Where the local Dask dashboard listens (127.0.0.1:PORT; 0: any).",
+                     parser=parse_address),
     ] = "127.0.0.1:8787",
-    lookback: Annotated[int, typer.Option(help="Days to look back for S2 t-2 and t-1.")] = 20,
+    lookback: Annotated[
+        int, typer.Option(help="Days to look back for S2 t-2 and t-1.", min=2)
+    ] = 20,
     s1_tolerance: Annotated[
-        int, typer.Option(help="Max days between an S2 step and its S1 pass.")
+        int, typer.Option(help="Max days between an S2 step and its S1 pass.", min=0)
     ] = 6,
     precision: Annotated[
         str,
@@ -211,13 +232,18 @@ def train(
     cache: Annotated[
         Path | None, typer.Option(help="Training cache directory (default: OUT.cache).")
     ] = None,
-    patch: Annotated[int, typer.Option(help="Patch edge in pixels.")] = 256,
+    patch: Annotated[
+        int, typer.Option(help="Patch edge in pixels (a multiple of 4).", parser=parse_patch)
+    ] = 256,
     preset: Annotated[
         str, typer.Option(help="full (MODEL.md, 100 epochs, GPU) or cpu-demo.")
     ] = "full",
-    epochs: Annotated[int | None, typer.Option(help="End-to-end epochs (overrides).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="End-to-end epochs (overrides).", min=1)
+    ] = None,
     cloudy_weight: Annotated[
-        float | None, typer.Option(help="Loss weight of samples with a cloudy past.")
+        float | None,
+        typer.Option(help="Loss weight of samples with a cloudy past.", parser=parse_weight),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT's state file.")] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.", parser=parse_device)] = "auto",
@@ -228,9 +254,18 @@ def train(
     --out demo_model.pt --preset cpu-demo --device cpu
     """
     from lamap.train.run import train_from_catalog
+    from lamap.train.state import state_path
 
     if preset not in {"full", "cpu-demo"}:
         raise typer.BadParameter(f"--preset {preset!r}: use full or cpu-demo")
+    output_file(out, "--out")
+    if cache is not None:
+        output_folder(cache, "--cache")
+    if resume and not state_path(out).is_file():
+        raise typer.BadParameter(
+            f"--resume: no state file {state_path(out)} of an earlier run with --out {out}; "
+            "drop --resume to start a new run"
+        )
     overrides: dict[str, object] = {"device": device}
     if epochs is not None:
         overrides["epochs"] = epochs
@@ -260,7 +295,7 @@ def evaluate(
     csv: Annotated[Path | None, typer.Option(help="Also write the metrics as CSV.")] = None,
     baselines: Annotated[bool, typer.Option(help="Fit and score the regressions too.")] = True,
     max_patches: Annotated[
-        int | None, typer.Option(help="At most this many patches per split.")
+        int | None, typer.Option(help="At most this many patches per split.", min=1)
     ] = None,
 ) -> None:
     """Score a model, its encoders and the baselines per split (Markdown + CSV).
@@ -269,6 +304,9 @@ def evaluate(
     """
     from lamap.train.run import evaluate_checkpoint
 
+    existing_file(model, "--model")
+    if csv is not None:
+        output_file(csv, "--csv")
     typer.echo(
         evaluate_checkpoint(model, cache, out_csv=csv, baselines=baselines, max_patches=max_patches)
     )
@@ -280,9 +318,11 @@ def bench(
         Path | None, typer.Option(help="A demo world (default: generate a temporary one).")
     ] = None,
     model: Annotated[Path | None, typer.Option(help="Checkpoint (default: demo weights).")] = None,
-    block: Annotated[int, typer.Option(help="Shard and tile edge in px (europe: 1000).")] = 1000,
-    tiles: Annotated[int, typer.Option(help="Tiles (blocks) to map.")] = 2,
-    workers: Annotated[int, typer.Option(help="Local worker processes.")] = 2,
+    block: Annotated[
+        int, typer.Option(help="Shard and tile edge in px (europe: 1000).", min=64)
+    ] = 1000,
+    tiles: Annotated[int, typer.Option(help="Tiles (blocks) to map.", min=1)] = 2,
+    workers: Annotated[int, typer.Option(help="Local worker processes.", min=1)] = 2,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.", parser=parse_device)] = "cpu",
     size: Annotated[int, typer.Option(help="Edge of the generated world.", parser=parse_size)] = (
         2176
@@ -295,7 +335,8 @@ def bench(
         bool, typer.Option(help="Plan and build tiles of a synthetic continental catalog.")
     ] = False,
     plan_tiles: Annotated[
-        str, typer.Option(help="With --plan-only: tile counts, comma-separated.")
+        str, typer.Option(help="With --plan-only: tile counts, comma-separated.",
+                          parser=parse_counts)
     ] = "100,1000,10000",
     whole: Annotated[
         bool, typer.Option(help="With --plan-only: also plan the whole europe grid.")
@@ -310,6 +351,8 @@ def bench(
     """
     import json
 
+    if json_out is not None:
+        output_file(json_out, "--json")
     say = stderr_lines
     if plan_only:
         from lamap.bench_plan import plan_table, rows_as_dicts, run_plan_bench
@@ -370,6 +413,7 @@ def export(
         raise typer.BadParameter("--date is needed for a GeoTIFF (one date per file)")
     from lamap.export import export_cog
 
+    output_file(out, "--out")
     written = export_cog(store, out, date, bbox=bbox)
     typer.echo(f"LAI of {date} written to {written} (STAC Item {written.with_suffix('.json')})")
 
@@ -385,7 +429,9 @@ def quicklook(
         str | None,
         typer.Option(help="Area as W,S,E,N in degrees (default: the tiles mapped that date)."),
     ] = None,
-    max_size: Annotated[int, typer.Option(help="Longest edge of the map in pixels.")] = 1024,
+    max_size: Annotated[
+        int, typer.Option(help="Longest edge of the map in pixels.", min=16)
+    ] = 1024,
 ) -> None:
     """Draw one date's LAI as a colour PNG with a legend.
 
@@ -393,6 +439,7 @@ def quicklook(
     """
     from lamap.export import quicklook as draw
 
+    output_file(out, "--out")
     written = draw(store, out, date, bbox=bbox, max_size=max_size)
     typer.echo(f"quick-look of {date} written to {written}")
 
@@ -496,14 +543,27 @@ def _show_warning(message: Warning | str, category: type[Warning], *_args: objec
         _default_showwarning(message, category, *_args, **_kwargs)  # type: ignore[arg-type]
 
 
+#: Operating-system errors that a path given on the command line causes.
+_PATH_ERRORS = (
+    FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
+)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run the command line; user errors become one line and exit code 2."""
+    """Run the command line; user errors become one line and exit code 2.
+
+    lamap's own errors, the usage errors of typer/click and the file-system errors a path
+    causes (a file where a folder belongs, no permission) each end as one
+    ``lamap: error: …`` line on stderr, with exit code 2 and no traceback.
+    """
     warnings.showwarning = _show_warning
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except LamapError as err:
-        typer.echo(f"lamap: error: {err}", err=True)
-        raise SystemExit(2) from None
+        _fail(str(err))
+    except _PATH_ERRORS as err:
+        where = f": {err.filename}" if err.filename else ""
+        _fail(f"{err.strerror or err}{where}; check the path and its permissions")
     except KeyboardInterrupt:
         typer.echo("lamap: interrupted", err=True)
         raise SystemExit(130) from None
@@ -512,11 +572,22 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(err, failure):
             assert hasattr(err, "exit_code") and hasattr(err, "format_message")
             hint = " (see lamap --help)" if err.exit_code == 2 else ""
-            typer.echo(f"lamap: error: {err.format_message()}{hint}", err=True)
+            typer.echo(f"lamap: error: {' '.join(err.format_message().split())}{hint}",
+                       err=True)  # fmt: skip
             raise SystemExit(err.exit_code) from None
         if isinstance(err, abort):
             raise SystemExit(1) from None
         raise
+    if code == 130:  # typer >= 0.29 turns Ctrl-C into a returned exit code
+        typer.echo("lamap: interrupted", err=True)
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
+
+
+def _fail(message: str) -> NoReturn:
+    """Print one error line (newlines folded) and exit with code 2."""
+    typer.echo(f"lamap: error: {' '.join(message.split())}", err=True)
+    raise SystemExit(2) from None
 
 
 def _click_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:

@@ -21,6 +21,11 @@ Layout
           <YYYY-MM-DD>/<tile id>.json    one per finished tile and date
         failed/        0-d array, and the failed-tile records (with the reason):
           <YYYY-MM-DD>/<tile id>.json    one per failed tile and date
+        no_input/      0-d array, and the records of tiles without input (reason, options):
+          <YYYY-MM-DD>/<tile id>.json    one per tile and date; not done, planned again
+        lock/          0-d array, and the locks (see :mod:`lamap.store.lock`):
+          metadata.lock (local) or metadata.json (object stores), writers/<token>.json,
+          insert.json while an insertion moves shards
 
 The records live inside arrays' folders because Zarr never lists an array's contents: in
 a plain folder, zarr would warn about an unknown object whenever it walks the hierarchy, as
@@ -42,10 +47,12 @@ inputs of every tile are in its done marker (:meth:`LaiStore.date_info`).
 
 Time
 ----
-The time axis keeps the order in which dates were added (:meth:`LaiStore.add_date`), which
-need not be chronological: mapping an earlier date later appends it at the end, because
-inserting it would rewrite every shard. ``ds.sel(time="2024-06-15")`` works either way; use
-``ds.sortby("time")`` (lazy) before ``method="nearest"`` or slicing by time.
+The time axis is chronological whatever order dates are mapped in, so ``ds.sel(time=slice(
+"2024-06-01", "2024-06-30"))`` and ``method="nearest"`` work as they are. A date after the
+last one is appended; an earlier one is inserted, which moves the later dates' shard folders
+(``lai/c/<index>/``) one index up with their bytes unchanged: one rename per date on a local
+disk, a copy of each shard object on an object store (:mod:`~lamap.store.timeaxis`). Stores
+of earlier lamap versions whose dates are out of order keep appending.
 
 Commits and crash safety
 ------------------------
@@ -63,18 +70,27 @@ the tile's done marker, writes the region and only then writes the marker (atomi
 interrupted run leaves the tile not done and a rerun redoes it. Markers and failure records
 are written with :func:`lamap.runtime.write_atomic`.
 
-Concurrency: metadata changes (:meth:`LaiStore.create`, :meth:`LaiStore.add_date`,
-:meth:`LaiStore.record_run`) are made by one process, the driver. Region writes and done
-markers may come from any number of processes at once: dask write blocks must be aligned
-with shards, so no two tasks ever write one shard.
+Concurrency: any number of runs may share a store (same bbox, neighbouring bboxes, other
+dates). Metadata changes (:meth:`LaiStore.create`, :meth:`LaiStore.add_date`,
+:meth:`LaiStore.record_run`) hold the store's metadata lock (``flock`` on local disks, leases
+made with S3's conditional writes on object stores; :mod:`~lamap.store.lock`): of two
+creations one builds and the other joins, and no date is ever lost. A run registers as the
+writer of its date (:meth:`LaiStore.writing`); inserting an earlier date waits for the live
+runs of the dates it moves. An insertion killed midway is undone by the next change or open.
+Region writes and done markers may come from any number of processes at once: dask write
+blocks must be aligned with shards, so no two tasks ever write one shard.
 
 Modules
 -------
 - :mod:`~lamap.store.laistore`: :class:`LaiStore`, the handle callers use.
-- :mod:`~lamap.store.schema`: create and open, CF and CRS metadata, the time axis, commits.
+- :mod:`~lamap.store.schema`: create and open, CF and CRS metadata, commits.
 - :mod:`~lamap.store.attrs`: root attributes as netCDF can hold them (JSON strings) and back.
+- :mod:`~lamap.store.timeaxis`: the chronological time axis, insertions and their undoing.
+- :mod:`~lamap.store.concurrency`: creation, dates and run records under the store's lock.
+- :mod:`~lamap.store.lock`: the metadata lock and the writers' registrations.
+- :mod:`~lamap.store.objects`: conditional writes (S3 ``If-None-Match``/``If-Match``).
 - :mod:`~lamap.store.write`: shard-aligned region writes checked against the contract.
-- :mod:`~lamap.store.ledger`: done markers, failed-tile records, run summaries.
+- :mod:`~lamap.store.ledger`: done markers, failed and no-input records, run summaries.
 - :mod:`~lamap.store.fs`: locations, the Zarr store and the fsspec file system.
 """
 

@@ -80,16 +80,47 @@ def filesystem(url: str, options: Mapping[str, Any]) -> tuple[fsspec.AbstractFil
     return fs, str(root).rstrip("/")
 
 
-def probe(url: str, options: Mapping[str, Any]) -> ProbeState:
-    """Say what lies at ``url``: nothing, a (complete or half-created) lamap store, or else."""
+def probe(url: str, options: Mapping[str, Any], nodes: tuple[str, ...] = ()) -> ProbeState:
+    """Say what lies at ``url``: nothing, a (complete or half-created) lamap store, or else.
+
+    Without a root ``zarr.json``, a folder holding only names from ``nodes`` (lamap's own,
+    left by a creation that stopped or being made by another process) is ``incomplete``; an
+    empty one is ``absent``. Hidden names (``.zarr.json.<random>.tmp`` while the root is
+    written) are not counted.
+
+    Raises
+    ------
+    InputError
+        If ``url`` is a file, or cannot be read.
+    """
     fs, root = filesystem(url, options)
+    fs.invalidate_cache(root)
     try:
         meta = json.loads(fs.cat_file(f"{root}/zarr.json"))
-    except FileNotFoundError:
-        return "foreign" if fs.exists(root) and fs.ls(root, detail=False) else "absent"
+    except (FileNotFoundError, NotADirectoryError):
+        return _without_root(fs, url, root, nodes)
+    except PermissionError as err:
+        raise InputError(f"cannot read {url} ({err.strerror}): check its permissions") from err
     except ValueError:
         return "foreign"
     attrs = meta.get("attributes") if isinstance(meta, dict) else None
     if not isinstance(attrs, dict) or "lamap_grid" not in attrs:
         return "foreign"
     return "complete" if meta.get("consolidated_metadata") else "incomplete"
+
+
+def _without_root(fs: fsspec.AbstractFileSystem, url: str, root: str,
+                  nodes: tuple[str, ...]) -> ProbeState:  # fmt: skip
+    if fs.isfile(root):
+        raise InputError(f"{url} is a file, not a folder for a Zarr store: choose another path")
+    try:
+        names = {str(path).rstrip("/").rsplit("/", 1)[-1] for path in fs.ls(root, detail=False)}
+    except FileNotFoundError:
+        return "absent"
+    except NotADirectoryError as err:
+        raise InputError(f"{url} lies inside a file: choose a folder path") from err
+    names = {name for name in names if not name.startswith(".")}  # temporary files too
+    if not names:
+        return "absent"
+    # the root may have been committed since it was read: look again under the lock
+    return "incomplete" if names <= {*nodes, "zarr.json"} else "foreign"

@@ -8,9 +8,10 @@ modules: :mod:`~lamap.store.schema` (create, open, time axis, commits),
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +22,10 @@ from dask.base import tokenize
 from dask.delayed import Delayed
 
 from lamap._inputs import as_date
-from lamap.errors import GridError, StoreError
+from lamap.errors import GridError
 from lamap.grid import Grid, Tile, Window
-from lamap.store import schema
-from lamap.store.fs import normalise_url, probe, zarr_store
+from lamap.store import concurrency, schema, timeaxis
+from lamap.store.fs import normalise_url, zarr_store
 from lamap.store.ledger import Ledger, run_summary
 from lamap.store.schema import DateLike, json_ready
 from lamap.store.write import ArrayLike, BlockWriter, check_window, write_region
@@ -74,8 +75,9 @@ class LaiStore:
         """Create the store for a grid (metadata only), or open it if it exists on that grid.
 
         Creation writes array metadata, the x/y coordinates and the attributes, never a data
-        chunk. A store left half-created by an interrupted creation holds no data and is
-        created again.
+        chunk, and the root ``zarr.json`` last. It holds the store's lock: of several
+        processes creating one store at once, one builds it and the others open it. A store
+        left half-created by an interrupted creation holds no data and is created again.
 
         Parameters
         ----------
@@ -104,16 +106,8 @@ class LaiStore:
         """
         location, options = normalise_url(url), dict(storage_options or {})
         extra = schema.check_user_attrs(attrs)
-        state = probe(location, options)
-        if state == "complete":
-            return cls.open(location, grid=grid, storage_options=options)
-        if state == "foreign":
-            raise StoreError(
-                f"{location} exists and is not a lamap store (no zarr.json with a lamap grid at "
-                "its root): refusing to overwrite it; choose another output path or remove it"
-            )
-        schema.build(location, options, grid, extra, overwrite=state == "incomplete")
-        return cls(location, grid, options)
+        concurrency.create(location, options, grid, extra)
+        return cls.open(location, grid=grid, storage_options=options)
 
     @classmethod
     def open(
@@ -124,6 +118,9 @@ class LaiStore:
         storage_options: Mapping[str, Any] | None = None,
     ) -> LaiStore:
         """Open an existing store; its grid comes from its attributes.
+
+        An insertion of a date that a killed process left half done is undone first (see
+        :mod:`lamap.store.timeaxis`).
 
         Parameters
         ----------
@@ -147,6 +144,7 @@ class LaiStore:
         """
         location, options = normalise_url(url), dict(storage_options or {})
         stored = schema.stored_grid(location, schema.open_group(location, options, write=False))
+        concurrency.repair(location, options)
         if grid is not None:
             stored.check_same(grid, what=f"the store {location}")
         return cls(location, stored, options)
@@ -183,8 +181,8 @@ class LaiStore:
 
     @property
     def dates(self) -> list[dt.date]:
-        """The dates of the time axis, in the order they were added."""
-        return schema.read_dates(self._group())
+        """The dates of the time axis, in index order (chronological, see :meth:`add_date`)."""
+        return timeaxis.read_dates(self._group())
 
     def time_index(self, date: DateLike) -> int:
         """Return the index of ``date`` on the time axis.
@@ -194,7 +192,7 @@ class LaiStore:
         StoreError
             If the date was not added (:meth:`add_date`).
         """
-        return schema.date_index(self.url, self._group(), as_date(date))
+        return timeaxis.date_index(self.url, self._group(), as_date(date))
 
     def dataset(self, **kwargs: Any) -> xr.Dataset:
         """Open the store lazily with :func:`xarray.open_zarr` (committed state).
@@ -210,23 +208,60 @@ class LaiStore:
     # ----------------------------------------------------------------- time axis
 
     def add_date(self, date: DateLike) -> int:
-        """Return the index of ``date`` on the time axis, appending it if new.
+        """Return the index of ``date`` on the time axis, inserting it in order if new.
 
-        Appending grows ``lai``, ``source`` and ``time`` by one step (metadata only: the new
-        slice reads as NaN / no_input) and commits; existing dates and data are untouched.
-        Call it from one process (the driver) before building the writes of that date.
+        The time axis stays chronological: a date after the last one is appended (the
+        arrays grow by one step, metadata only); an earlier one is inserted, which moves the
+        shard folders of the later dates one index up, their bytes unchanged
+        (:mod:`lamap.store.timeaxis`). The new slice reads as NaN / no_input. Safe to call
+        from several processes at once: the change is made under the store's lock, and an
+        insertion waits while a run registered with :meth:`writing` writes a later date.
 
         Returns
         -------
         int
-            The index of the date (existing dates keep theirs).
+            The index of the date (later dates move up by one when it is inserted).
 
         Raises
         ------
         StoreError
             If the store cannot be opened or written.
         """
-        return schema.append_date(self.url, self.storage_options, as_date(date))
+        return concurrency.add_date(self.url, self.storage_options, as_date(date))[0]
+
+    @contextlib.contextmanager
+    def writing(
+        self, date: DateLike, *, progress: Callable[[str], None] | None = None
+    ) -> Iterator[BlockWriter]:
+        """Add ``date`` (:meth:`add_date`) and be its registered writer inside the block.
+
+        While registered, no insertion of an earlier date moves this date's shards, so the
+        yielded writer's index stays right; several runs may write one date at once
+        (shard-exclusive blocks). The registration ends with the block, and with its process
+        if that dies. Inside the block, do not add a date earlier than this one from the same
+        process: that insertion would wait for this very registration.
+
+        Parameters
+        ----------
+        date : date or str
+            The date to write.
+        progress : callable, optional
+            Told when the insertion waits for other runs.
+
+        Yields
+        ------
+        BlockWriter
+            The writer of the date's blocks (picklable, for workers).
+        """
+        day = as_date(date)
+        index, registration = concurrency.add_date(
+            self.url, self.storage_options, day, register=True, say=progress
+        )
+        try:
+            yield self._writer(index)
+        finally:
+            if registration is not None:
+                registration.close()
 
     # ----------------------------------------------------------------- writing
 
@@ -276,9 +311,11 @@ class LaiStore:
             when the block is computed, for dask arrays).
         """
         check_window(self.grid, window)
-        return write_region(
-            self.block_writer(date), self.grid, window, lai, source, compute=compute
-        )
+        if not compute:
+            return write_region(self.block_writer(date), self.grid, window, lai, source,
+                                compute=False)  # fmt: skip
+        with concurrency.registered(self.url, self.storage_options, as_date(date)) as index:
+            return write_region(self._writer(index), self.grid, window, lai, source, compute=True)
 
     def write_tile(
         self,
@@ -329,7 +366,10 @@ class LaiStore:
         marker = dask.delayed(_mark_after, pure=True)(
             self.ledger, day, checked.id, payload, written, dask_key_name=f"lamap-done-{token}"
         )
-        return marker.compute() if compute else marker
+        if not compute:
+            return marker
+        with concurrency.registered(self.url, self.storage_options, day):
+            return dict(marker.compute())
 
     # ----------------------------------------------------------------- bookkeeping
 
@@ -374,17 +414,17 @@ class LaiStore:
         """Return a small picklable writer of shard-aligned blocks of ``date``.
 
         Its ``write(window, lai, source)`` is what a block task calls on a worker; the
-        window must be shard-aligned (one task per shard).
+        window must be shard-aligned (one task per shard). The writer holds the date's
+        index: where other processes may add dates concurrently, take it from
+        :meth:`writing` instead, which keeps that index valid until the block ends.
 
         Raises
         ------
         StoreError
             If the date is not on the time axis.
         """
-        group = schema.open_group(self.url, self.storage_options, write=True)
-        index = schema.date_index(self.url, group, as_date(date))
-        lai, source = schema.array(group, "lai"), schema.array(group, "source")
-        return BlockWriter(self.url, index, lai, source)
+        group = schema.open_group(self.url, self.storage_options, write=False)
+        return self._writer(timeaxis.date_index(self.url, group, as_date(date)))
 
     def mark_failed(self, date: DateLike, tile: Tile | str, reason: str) -> dict[str, Any]:
         """Record in the store's ledger that a tile of a date failed, and why.
@@ -404,6 +444,32 @@ class LaiStore:
             If the tile is not of this grid.
         """
         return self.ledger.mark_failed(as_date(date), self._tile(tile).id, reason)
+
+    def mark_no_input(
+        self, date: DateLike, tile: Tile | str, reason: str, options: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Record that a tile of a date has no input, why, and with which options.
+
+        The tile is not done: the next run of the date plans it again (with other options,
+        or after new data reached the catalog), and marking it done clears the record.
+
+        Returns
+        -------
+        dict
+            The record written: ``date``, ``tile``, ``reason``, ``options``,
+            ``recorded_at`` and ``lamap_version``.
+
+        Raises
+        ------
+        GridError, InputError
+            If the tile is not of this grid or ``options`` are not JSON-ready.
+        """
+        checked = json_ready(options, "options")
+        return self.ledger.mark_no_input(as_date(date), self._tile(tile).id, reason, checked)
+
+    def no_input_tiles(self, date: DateLike) -> dict[str, dict[str, Any]]:
+        """Return the tiles recorded without input for a date (id → record), sorted."""
+        return self.ledger.no_input_tiles(as_date(date))
 
     def failed_tiles(self, date: DateLike) -> dict[str, str]:
         """Return the tiles recorded as failed for a date (id → reason), sorted."""
@@ -463,14 +529,21 @@ class LaiStore:
         day = as_date(date)
         self.time_index(day)
         model_record = None if model is None else json_ready(model, "model")
-        summary = run_summary(self.ledger.date_info(day), model_record)
-        schema.record_date(self.url, self.storage_options, day, summary, model_record)
+        with concurrency.locked(self.url, self.storage_options, f"recording the run of {day}"):
+            # markers read under the lock: the last run to record a date counts them all
+            summary = run_summary(self.ledger.date_info(day), model_record)
+            schema.record_date(self.url, self.storage_options, day, summary, model_record)
         return summary
 
     # ----------------------------------------------------------------- private
 
     def _group(self) -> zarr.Group:
         return schema.open_group(self.url, self.storage_options, write=False)
+
+    def _writer(self, index: int) -> BlockWriter:
+        group = schema.open_group(self.url, self.storage_options, write=True)
+        lai, source = schema.array(group, "lai"), schema.array(group, "source")
+        return BlockWriter(self.url, index, lai, source)
 
     def _tile(self, tile: Tile | str) -> Tile:
         if isinstance(tile, str):

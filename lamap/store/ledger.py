@@ -3,14 +3,16 @@
 One small JSON object per tile and date, written atomically
 (:func:`lamap.runtime.write_atomic`) by whichever process finished or failed the tile::
 
-    lamap/done/<YYYY-MM-DD>/<tile id>.json     the tile is written completely
-    lamap/failed/<YYYY-MM-DD>/<tile id>.json   the tile failed, and why
+    lamap/done/<YYYY-MM-DD>/<tile id>.json       the tile is written completely
+    lamap/failed/<YYYY-MM-DD>/<tile id>.json     the tile failed, and why
+    lamap/no_input/<YYYY-MM-DD>/<tile id>.json   the tile had no input, why, with which options
 
 A marker is written only after its tile's region, so an interrupted run leaves the tile not
-done and a rerun redoes it; marking a tile done removes its failure record. Both folders are
-those of 0-d arrays (created with the store, or by the next commit for stores of earlier
-lamap versions), because Zarr never lists an array's contents: a plain folder would make it
-warn whenever it walks the hierarchy.
+done and a rerun redoes it; marking a tile done removes its failure and no-input records. A
+tile without input is not done: the next run plans it again, with its own options and the
+catalog as it is then. The folders are those of 0-d arrays (created with the store, or by
+the next commit for stores of earlier lamap versions), because Zarr never lists an array's
+contents: a plain folder would make it warn whenever it walks the hierarchy.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from lamap.errors import StoreError
 from lamap.grid import Grid
 from lamap.runtime.atomic import write_atomic
 from lamap.store.fs import filesystem
-from lamap.store.schema import DONE_NODE, FAILED_NODE, now
+from lamap.store.schema import DONE_NODE, FAILED_NODE, NO_INPUT_NODE, now
 
 __all__ = ["Ledger", "run_summary"]
 
@@ -78,6 +80,7 @@ class Ledger:
         fs, path = self._path(DONE_NODE, day, tile_id)
         write_atomic(path, json.dumps(marker, indent=1).encode(), fs=fs, make_dirs=True)
         self.clear_failed(day, tile_id)
+        self._remove(NO_INPUT_NODE, day, tile_id)
         return marker
 
     def clear_done(self, day: dt.date, tile_id: str) -> None:
@@ -144,19 +147,37 @@ class Ledger:
 
         A record that cannot be read (being replaced, damaged) is left out.
         """
-        fs, folder = self._path(FAILED_NODE, day)
-        fs.invalidate_cache(folder)
-        try:
-            paths = sorted(p for p in fs.ls(folder, detail=False) if str(p).endswith(".json"))
-        except FileNotFoundError:
-            return {}
-        raw = fs.cat(paths, on_error="omit") if paths else {}
-        records = {}
-        for text in raw.values():
-            with contextlib.suppress(ValueError, KeyError):
-                record = json.loads(text)
-                records[record["tile"]] = record["reason"]
-        return dict(sorted(records.items()))
+        records = self._records(FAILED_NODE, day)
+        return {tile: str(record["reason"]) for tile, record in records.items()}
+
+    # ----------------------------------------------------------------- tiles without input
+
+    def mark_no_input(
+        self, day: dt.date, tile_id: str, reason: str, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Record (atomically) that a tile of a date had no input, why, and the options used.
+
+        Returns
+        -------
+        dict
+            The record: ``date``, ``tile``, ``reason``, ``options``, ``recorded_at``,
+            ``lamap_version``.
+        """
+        self.grid.tile_from_id(tile_id)
+        record = {"date": day.isoformat(), "tile": tile_id, "reason": str(reason),
+                  "options": options, "recorded_at": now(),
+                  "lamap_version": lamap.__version__}  # fmt: skip
+        fs, path = self._path(NO_INPUT_NODE, day, tile_id)
+        write_atomic(path, json.dumps(record, indent=1).encode(), fs=fs, make_dirs=True)
+        return record
+
+    def no_input_tiles(self, day: dt.date) -> dict[str, dict[str, Any]]:
+        """Return the tiles recorded without input for a date (id → record), sorted."""
+        return self._records(NO_INPUT_NODE, day)
+
+    def clear_no_input(self, day: dt.date, tile_id: str) -> None:
+        """Forget that a tile of a date had no input (nothing happens if it had)."""
+        self._remove(NO_INPUT_NODE, day, tile_id)
 
     def clear_failed(self, day: dt.date, tile_id: str) -> None:
         """Forget that a tile of a date failed (nothing happens if it did not)."""
@@ -171,6 +192,22 @@ class Ledger:
         fs, root = filesystem(self.url, self.storage_options)
         folder = f"{root}/{kind}/{day.isoformat()}"
         return fs, folder if tile_id is None else f"{folder}/{tile_id}.json"
+
+    def _records(self, kind: str, day: dt.date) -> dict[str, dict[str, Any]]:
+        """Return a date's records of one kind by tile id, sorted; unreadable ones left out."""
+        fs, folder = self._path(kind, day)
+        fs.invalidate_cache(folder)
+        try:
+            paths = sorted(p for p in fs.ls(folder, detail=False) if str(p).endswith(".json"))
+        except FileNotFoundError:
+            return {}
+        raw = fs.cat(paths, on_error="omit") if paths else {}
+        records = {}
+        for text in raw.values():
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                record = json.loads(text)
+                records[str(record["tile"])] = dict(record)
+        return dict(sorted(records.items()))
 
     def _remove(self, kind: str, day: dt.date, tile_id: str) -> None:
         fs, path = self._path(kind, day, tile_id)

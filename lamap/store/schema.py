@@ -1,4 +1,4 @@
-"""The store's schema: creating and opening it, CF and CRS metadata, the time axis, commits.
+"""The store's schema: creating and opening it, CF and CRS metadata, commits.
 
 The consolidated metadata in the root ``zarr.json`` is the commit record: :func:`commit`
 re-consolidates, which replaces that object in one atomic write, and :func:`open_group`
@@ -11,7 +11,7 @@ import contextlib
 import datetime as dt
 import json
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from enum import IntEnum
 from typing import Any, Literal, TypeAlias, cast
 
@@ -22,30 +22,30 @@ from zarr.codecs import BloscCodec
 import lamap
 from lamap.errors import GridError, InputError, StoreError
 from lamap.grid import Grid
+from lamap.runtime.atomic import write_atomic
 from lamap.store.attrs import decode_attrs, encode_attrs
-from lamap.store.fs import zarr_store
+from lamap.store.fs import filesystem, zarr_store
 
 __all__ = [
     "DONE_NODE",
     "FAILED_NODE",
     "LAI_VALID_RANGE",
+    "NO_INPUT_NODE",
     "SOURCE_FILL",
     "STORE_LAYOUT",
+    "STORE_NODES",
     "TIME_UNITS",
     "DateLike",
     "Source",
-    "append_date",
+    "add_missing_nodes",
     "array",
     "build",
     "check_user_attrs",
     "commit",
-    "date_index",
     "json_ready",
     "now",
     "open_group",
-    "read_dates",
     "record_date",
-    "rollback",
     "stored_grid",
 ]
 
@@ -62,15 +62,15 @@ SOURCE_FILL = 255
 LAI_VALID_RANGE = (0.0, 8.0)
 
 TIME_UNITS = "days since 1970-01-01"
-_EPOCH = dt.date(1970, 1, 1)
 _TIME_CHUNK = 4096
 _TIME_FILL = int(np.iinfo(np.int64).min)
 _DIMS = ("time", "y", "x")
-_GROWING = ("lai", "source", "time")
 _REQUIRED = ("lai", "source", "time", "x", "y", "spatial_ref")
 #: The ledger's folders: 0-d arrays' folders, whose contents Zarr never lists (see ledger).
+LEDGER_GROUP = "lamap"
 DONE_NODE = "lamap/done"
 FAILED_NODE = "lamap/failed"
+NO_INPUT_NODE = "lamap/no_input"
 _LEDGER_NODES: dict[str, dict[str, Any]] = {
     "done": {
         "description": "tiles written completely, one marker per tile and date",
@@ -80,7 +80,20 @@ _LEDGER_NODES: dict[str, dict[str, Any]] = {
         "description": "tiles that failed, one record (with the reason) per tile and date",
         "layout": "failed/<YYYY-MM-DD>/<tile id>.json inside this array's folder",
     },
+    "no_input": {
+        "description": "tiles without input, one record (reason, options) per tile and date; "
+        "not done: the next run plans them again",
+        "layout": "no_input/<YYYY-MM-DD>/<tile id>.json inside this array's folder",
+    },
+    "lock": {
+        "description": "the metadata lock and the registrations of runs writing a date "
+        "(see lamap.store.lock)",
+        "layout": "metadata.lock or metadata.json, writers/<token>.json, insert.json",
+    },
 }
+#: lamap's nodes at the root: a folder holding only these (and no zarr.json) is a store
+#: whose creation stopped, created again by the next run.
+STORE_NODES = ("lai", "source", "time", "x", "y", "spatial_ref", "lamap")
 _FLOATS = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
 _FLAGS = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
 
@@ -216,15 +229,23 @@ def _crs_attrs(grid: Grid) -> dict[str, Any]:
 # --------------------------------------------------------------------------- creation
 
 
-def build(
-    url: str, options: Mapping[str, Any], grid: Grid, extra: Mapping[str, Any], *, overwrite: bool
-) -> None:
-    """Create a store's metadata (no data chunk); the final consolidation commits it."""
-    store = zarr_store(url, options, read_only=False)
-    attrs = _root_attrs(grid, extra)
-    group = zarr.create_group(store, attributes=attrs, overwrite=overwrite, zarr_format=3)
+def build(url: str, options: Mapping[str, Any], grid: Grid, extra: Mapping[str, Any]) -> None:
+    """Write a store's metadata (no data chunk); the root ``zarr.json`` last, as its commit.
+
+    The hierarchy is built and consolidated in memory, then every object is written, the
+    root last: until then the location holds no ``zarr.json`` at its root, and a creation
+    that stops is simply done again (the caller holds the store's metadata lock).
+    """
+    staged: dict[str, Any] = {}
+    group = zarr.create_group(
+        zarr.storage.MemoryStore(staged), attributes=_root_attrs(grid, extra), zarr_format=3
+    )
     _create_arrays(group, grid)
-    commit(url, options)
+    with _quiet_zarr():
+        zarr.consolidate_metadata(group.store)
+    fs, root = filesystem(url, options)
+    for key in sorted(staged, key=lambda key: key == "zarr.json"):
+        write_atomic(f"{root}/{key}", staged[key].to_bytes(), fs=fs, make_dirs=True)
 
 
 def _create_arrays(group: zarr.Group, grid: Grid) -> None:
@@ -242,8 +263,8 @@ def _create_ledger_node(group: zarr.Group, name: str) -> None:
     )
 
 
-def _add_missing_ledger_nodes(url: str, options: Mapping[str, Any]) -> None:
-    """Give a store the ledger arrays it lacks (stores of earlier lamap have no 'failed').
+def add_missing_nodes(url: str, options: Mapping[str, Any]) -> None:
+    """Give a store the ledger arrays it lacks (earlier lamap had no 'failed', 'no_input').
 
     Records in a folder without array metadata make zarr warn that the folder "is not
     recognized as a component of a Zarr hierarchy" whenever it walks the hierarchy, as
@@ -298,10 +319,25 @@ def _create_coords(group: zarr.Group, grid: Grid) -> None:
         coord[:] = values
 
 
-def commit(url: str, options: Mapping[str, Any]) -> None:
-    """Re-consolidate: publish every array's metadata in one atomic write of the root."""
-    with _quiet_zarr():
-        zarr.consolidate_metadata(zarr_store(url, options, read_only=False))
+def commit(url: str, options: Mapping[str, Any], arrays: Sequence[str] | None = None) -> None:
+    """Publish the arrays' metadata in the root ``zarr.json``, in one atomic write.
+
+    With ``arrays``, only their entries of the consolidated metadata are refreshed from their
+    own ``zarr.json`` (what adding a date changes: a few requests on an object store);
+    without, or when a ledger node is missing (it is added), the hierarchy is walked again.
+    """
+    fs, root = filesystem(url, options)
+    nodes = [f"{root}/{LEDGER_GROUP}/{name}/zarr.json" for name in _LEDGER_NODES]
+    if arrays is None or not all(fs.exists(node) for node in nodes):
+        add_missing_nodes(url, options)
+        with _quiet_zarr():
+            zarr.consolidate_metadata(zarr_store(url, options, read_only=False))
+        return
+    meta = json.loads(fs.cat_file(f"{root}/zarr.json"))
+    entries = meta["consolidated_metadata"]["metadata"]
+    for name in arrays:
+        entries[name] = json.loads(fs.cat_file(f"{root}/{name}/zarr.json"))
+    write_atomic(f"{root}/zarr.json", json.dumps(meta, indent=2).encode(), fs=fs)
 
 
 # --------------------------------------------------------------------------- opening
@@ -380,86 +416,7 @@ def array(group: zarr.Group, name: str) -> zarr.Array:
     return node
 
 
-# --------------------------------------------------------------------------- time axis
-
-
-def read_dates(group: zarr.Group) -> list[dt.date]:
-    """Return the dates of the time axis, in the order they were added."""
-    values = np.asarray(array(group, "time")[...], dtype=np.int64)
-    return [_EPOCH + dt.timedelta(days=int(value)) for value in values]
-
-
-def date_index(url: str, group: zarr.Group, day: dt.date) -> int:
-    """Return the index of ``day`` on the time axis.
-
-    Raises
-    ------
-    StoreError
-        If the date was not added; the message lists the dates held and the fix.
-    """
-    dates = read_dates(group)
-    if day not in dates:
-        raise StoreError(
-            f"date {day} is not in the store {url}, which holds {_dates_text(dates)}: "
-            f"add it with store.add_date('{day}') (in the driver process) before writing"
-        )
-    return dates.index(day)
-
-
-def _dates_text(dates: list[dt.date]) -> str:
-    if not dates:
-        return "no date yet"
-    shown = ", ".join(day.isoformat() for day in dates[:5])
-    return f"{len(dates)} date(s): {shown}{', ...' if len(dates) > 5 else ''}"
-
-
-def append_date(url: str, options: Mapping[str, Any], day: dt.date) -> int:
-    """Return the index of ``day``, appending it (grow, write the time value, commit) if new.
-
-    An exception rolls the arrays' metadata back to the committed state.
-
-    Raises
-    ------
-    StoreError
-        If the store cannot be opened or written.
-    """
-    group = open_group(url, options, write=True)
-    dates = read_dates(group)
-    if day in dates:
-        return dates.index(day)
-    try:
-        _grow(url, options, group, day, len(dates))
-    except BaseException as err:
-        with contextlib.suppress(Exception):  # the original error is the one to report
-            rollback(url, options)
-        if isinstance(err, OSError):
-            raise StoreError(f"cannot add date {day} to the store {url}: {err}") from err
-        raise
-    return len(dates)
-
-
-def _grow(
-    url: str, options: Mapping[str, Any], group: zarr.Group, day: dt.date, index: int
-) -> None:
-    """Grow the arrays from their committed shapes, write the time value, commit."""
-    arrays = {name: array(group, name) for name in _GROWING}
-    for grown in arrays.values():
-        grown.resize((index + 1, *grown.shape[1:]))
-    arrays["time"][index] = (day - _EPOCH).days
-    _add_missing_ledger_nodes(url, options)
-    commit(url, options)
-
-
-def rollback(url: str, options: Mapping[str, Any]) -> None:
-    """Rewrite the growing arrays' metadata from the committed (consolidated) one.
-
-    Resizing to the same shape writes the metadata and deletes no chunk; shrinking with
-    ``Array.resize`` would enumerate every shard of the old shape.
-    """
-    group = open_group(url, options, write=True)
-    for name in _GROWING:
-        kept = array(group, name)
-        kept.resize(kept.shape)
+# --------------------------------------------------------------------------- run records
 
 
 def record_date(
