@@ -94,6 +94,15 @@ def test_dates_mapped_out_of_order_are_in_order_with_their_bytes(
     nearest = ds.lai.sel(time=np.datetime64("2024-04-27"), method="nearest")
     assert str(nearest.time.values)[:10] == FIRST
     assert all(store.done_tiles(day) == [tile.id] for day in (EARLIER, BETWEEN, FIRST))
+    # the pyramid moved with the time axis: each date's level 1 is the block mean of its level 0
+    level1 = xr.open_zarr(out, group="overviews/1")
+    assert [str(t)[:10] for t in level1.time.values] == [EARLIER, BETWEEN, FIRST]
+    expected = ds.lai.coarsen(y=2, x=2, boundary="pad").mean()
+    for day in (EARLIER, BETWEEN, FIRST):
+        got = level1.lai.sel(time=np.datetime64(day)).values
+        want = expected.sel(time=np.datetime64(day)).values[: got.shape[0], : got.shape[1]]
+        assert np.isfinite(got).sum() > 100
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
 
 
 def test_tiles_without_input_are_recorded_apart_and_planned_again(
