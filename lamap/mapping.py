@@ -39,7 +39,7 @@ from lamap.output_stac import write_collection
 from lamap.preflight import check_device, check_workers, find_target, with_input
 from lamap.runner import DEFAULT_RETRIES, RunContext, run_tiles
 from lamap.runtime import ClusterSpec, Progress, Reporter, dashboard_link, get_client
-from lamap.runtime.cluster import gpu_resource
+from lamap.runtime.cluster import gpu_resource, runs_locally
 from lamap.store import LaiStore, Source
 from lamap.store.fs import normalise_url, probe
 from lamap.store.overviews import PyramidWriter, pyramid_writer
@@ -370,7 +370,7 @@ def map_lai(
     spec = FeatureSpec.from_dict(loaded.feature_spec)
     halo = options.halo if options.halo is not None else _halo(loaded)
     _check_halo(halo)
-    check_device(options.device, local=(cluster or ClusterSpec()).address is None)
+    check_device(options.device, local=runs_locally(cluster))
     profile, result = _search(catalog, todo, day, options)
     plans = iter_plans(SceneIndex.from_result(result), todo, day, options.plan_options())
     if not report.skipped:  # a date without input anywhere is refused, the store untouched

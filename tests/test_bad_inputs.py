@@ -199,7 +199,7 @@ EXPORT_CASES = [
     case("a file", "export", "{store}", "--out", "{file}/lai.tif", "--date", DATE),
     case("bbox", "export", "{store}", "--out", "{new}.tif", "--date", DATE, "--bbox",
          "20,60,21,61"),
-    case("Missing option '--date'", "export", "{store}", "--out", "{new}.tif"),
+    case("--date is needed", "export", "{store}", "--out", "{new}.tif"),
     case("cannot write", "export", "{store}", "--out", "{unwritable}/lai.tif", "--date", DATE),
 ]
 

@@ -34,6 +34,7 @@ from lamap.errors import DashboardPortWarning, InputError, LamapError
 __all__ = [
     "ClusterSpec",
     "current_client",
+    "runs_locally",
     "dashboard_link",
     "get_client",
     "gpu_resource",
@@ -147,6 +148,19 @@ def get_client(spec: ClusterSpec | None = None, *, device: str = "cpu") -> Itera
     gpu = spec.gpu_workers if spec.gpu_workers is not None else local_cuda(device)
     with _local_cluster(spec, gpu) as client:
         yield client
+
+
+def runs_locally(spec: ClusterSpec | None = None) -> bool:
+    """Tell whether :func:`get_client` would start a local cluster for ``spec``.
+
+    False when a caller's client will be used or a scheduler address is given: then the
+    workers, not this process, decide what devices exist.
+    """
+    spec = spec or ClusterSpec()
+    existing = current_client()
+    if existing is not None and (spec.scheduler is None or _same(existing, spec.scheduler)):
+        return False
+    return not spec.address
 
 
 def _same(client: Any, address: str) -> bool:
