@@ -132,7 +132,8 @@ def _infer_task(block: Any, ref: ModelRef, lai_scale: float, window: Window) -> 
 
 def _write_task(writer: BlockWriter, window: Window, result: BlockResult | None) -> Window:
     done = result if result is not None else no_input_block(window)
-    return _staged("writing", window, lambda: writer.write(window, done.lai, done.source))
+    return _staged("writing", window,
+                   lambda: writer.write(window, done.lai, done.source, done.lai_sd))
 
 
 def _done_task(
@@ -163,7 +164,7 @@ def submit_tile(client: Any, plan: TilePlan, ctx: RunContext) -> tuple[Any, list
         resources = {"GPU": 1} if ctx.gpu else None
         for i, window in enumerate(windows):
             job = BlockJob(steps, s2, s1, tile.grid, window, ctx.halo, ctx.spec, ctx.signer,
-                           ctx.exact_warp)
+                           ctx.exact_warp, ctx.ref.architecture)
             inputs = client.submit(
                 _features_task, job, key=f"lamap-inputs-{key}-{i}", retries=ctx.retries
             )
@@ -277,7 +278,7 @@ def _settle(
     try:  # no half tile: its shards read as "no input" until a rerun maps it
         for window in block_windows(plan.tile.grid, plan.tile.window):
             empty = no_input_block(window)
-            ctx.writer.write(window, empty.lai, empty.source)
+            ctx.writer.write(window, empty.lai, empty.source, empty.lai_sd)
     except Exception:  # noqa: BLE001 - the tile is recorded as failed either way
         _LOG.warning("could not reset the shards of failed tile %s", tile_id, exc_info=True)
     say.warning(f"tile {tile_id} failed ({count[0]}/{count[1]}): {reason}")

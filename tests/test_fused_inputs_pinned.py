@@ -61,7 +61,7 @@ def fused_input_hashes(world: Any, api_url: str, grid: Grid) -> dict[str, str]:
         window = block_windows(grid, plan.tile.window)[0]
         block = block_features(BlockJob(plan.steps, s2, s1, grid, window, 44, DEFAULT_SPEC))
         hashes[f"{tile}/block/inputs"] = _sha(block.inputs)
-        hashes[f"{tile}/block/season"] = _sha(block.season)
+        hashes[f"{tile}/block/season"] = _sha(block.context)
         hashes[f"{tile}/block/has_input"] = _sha(block.has_input)
     return hashes
 

@@ -373,8 +373,8 @@ class LaiStore:
     def block_writer(self, date: DateLike) -> BlockWriter:
         """Return a small picklable writer of shard-aligned blocks of ``date``.
 
-        Its ``write(window, lai, source)`` is what a block task calls on a worker; the
-        window must be shard-aligned (one task per shard).
+        Its ``write(window, lai, source, lai_sd)`` is what a block task calls on a worker;
+        the window must be shard-aligned (one task per shard).
 
         Raises
         ------
@@ -384,7 +384,8 @@ class LaiStore:
         group = schema.open_group(self.url, self.storage_options, write=True)
         index = schema.date_index(self.url, group, as_date(date))
         lai, source = schema.array(group, "lai"), schema.array(group, "source")
-        return BlockWriter(self.url, index, lai, source)
+        sd = schema.array(group, "lai_sd") if "lai_sd" in group else None
+        return BlockWriter(self.url, index, lai, source, sd)
 
     def mark_failed(self, date: DateLike, tile: Tile | str, reason: str) -> dict[str, Any]:
         """Record in the store's ledger that a tile of a date failed, and why.

@@ -60,7 +60,7 @@ _EPOCH = dt.date(1970, 1, 1)
 _TIME_CHUNK = 4096
 _TIME_FILL = int(np.iinfo(np.int64).min)
 _DIMS = ("time", "y", "x")
-_GROWING = ("lai", "source", "time")
+_GROWING = ("lai", "source", "time", "lai_sd")  # lai_sd: absent in stores before it
 _REQUIRED = ("lai", "source", "time", "x", "y", "spatial_ref")
 #: The ledger's folders: 0-d arrays' folders, whose contents Zarr never lists (see ledger).
 DONE_NODE = "lamap/done"
@@ -171,6 +171,20 @@ def _data_attrs() -> dict[str, dict[str, Any]]:
         "units": "m2 m-2",
         "valid_min": LAI_VALID_RANGE[0],
         "valid_max": LAI_VALID_RANGE[1],
+        "ancillary_variables": "lai_sd",
+        **shared,
+    }
+    lai_sd = {
+        "standard_name": "leaf_area_index standard_error",
+        "long_name": "standard error of the leaf area index (one standard deviation)",
+        "units": "m2 m-2",
+        "valid_min": 0.0,
+        "comment": (
+            "filled pixels: the spread the model predicts (calibrated on held-out pixels: "
+            "lai within +-1 lai_sd for about 68 % of them); observed pixels: the S2 LAI "
+            "label's own error scale recorded with the model; NaN where lai is NaN or the "
+            "model predicts no spread"
+        ),
         **shared,
     }
     source = {
@@ -183,7 +197,7 @@ def _data_attrs() -> dict[str, dict[str, Any]]:
         ),
         **shared,
     }
-    return {"lai": lai, "source": source}
+    return {"lai": lai, "source": source, "lai_sd": lai_sd}
 
 
 def _axis_attrs(axis: Literal["x", "y"]) -> dict[str, Any]:
@@ -258,6 +272,7 @@ def _create_data_vars(group: zarr.Group, grid: Grid) -> None:
     for name, dtype, fill, codec in (
         ("lai", "float32", np.nan, _FLOATS),
         ("source", "uint8", int(Source.NO_INPUT), _FLAGS),
+        ("lai_sd", "float32", np.nan, _FLOATS),
     ):
         group.create_array(
             name, shape=(0, rows, cols), dtype=dtype, fill_value=fill, compressors=[codec],
@@ -432,7 +447,7 @@ def _grow(
     url: str, options: Mapping[str, Any], group: zarr.Group, day: dt.date, index: int
 ) -> None:
     """Grow the arrays from their committed shapes, write the time value, commit."""
-    arrays = {name: array(group, name) for name in _GROWING}
+    arrays = {name: array(group, name) for name in _GROWING if name in group}
     for grown in arrays.values():
         grown.resize((index + 1, *grown.shape[1:]))
     arrays["time"][index] = (day - _EPOCH).days
@@ -448,6 +463,8 @@ def rollback(url: str, options: Mapping[str, Any]) -> None:
     """
     group = open_group(url, options, write=True)
     for name in _GROWING:
+        if name not in group:
+            continue
         kept = array(group, name)
         kept.resize(kept.shape)
 
