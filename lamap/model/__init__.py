@@ -50,6 +50,7 @@ from lamap.model.network import (
 from lamap.model.receptive import receptive_field_radius, recommended_halo
 from lamap.model.registry import (
     ARCHITECTURES,
+    TRAINING_CACHE_SPEC,
     Architecture,
     Stage,
     architecture_of,
@@ -61,6 +62,7 @@ __all__ = [
     "ALPHA",
     "ARCHITECTURE",
     "ARCHITECTURES",
+    "TRAINING_CACHE_SPEC",
     "Architecture",
     "BETA",
     "CHECKPOINT_FORMAT",

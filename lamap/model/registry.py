@@ -41,6 +41,7 @@ from lamap.model.network import LEGACY_ARCHITECTURE, FusedLAINet
 __all__ = [
     "ARCHITECTURES",
     "FUSED_NAME",
+    "TRAINING_CACHE_SPEC",
     "Architecture",
     "Stage",
     "architecture_of",
@@ -135,11 +136,12 @@ class Architecture:
         return recommended_halo(config)
 
     def cache_spec(self) -> FeatureSpec:
-        """Return the spec of its training cache: its inputs and the fused model's S1 steps.
+        """Return the spec of its training cache: :data:`TRAINING_CACHE_SPEC`.
 
-        A cache holding both serves side-by-side evaluation (:meth:`FeatureSpec.provides`).
+        One cache holds every architecture's inputs, so models trained on one area are
+        scored side by side on the same pixels (:meth:`FeatureSpec.provides`).
         """
-        return replace(self.spec, s1_at_steps=True)
+        return TRAINING_CACHE_SPEC
 
 
 _FUSED = Architecture(
@@ -181,6 +183,8 @@ _LI2025 = Architecture(
               "batch_size": 8, "crop": 64, "cloudy_weight": 1.0},
 )
 
+#: The feature spec of training caches: the fused model's S1 steps and li2025's S1 series.
+TRAINING_CACHE_SPEC = replace(_LI2025.spec, s1_at_steps=True)
 #: Name of the fused network, the default.
 FUSED_NAME = _FUSED.name
 #: Every registered architecture, by name.
