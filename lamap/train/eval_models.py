@@ -84,8 +84,10 @@ def resolve_models(models: ModelLike | Sequence[ModelLike] | None, spec: Feature
     loaded = [_load(model, spec, device, cache) for model in given]
     labels = [label for model in loaded for label in model.methods.values()]
     clash = {label for label in labels if labels.count(label) > 1}
-    return [_renamed(model) if clash & set(model.methods.values()) else model
-            for model in loaded]
+    stems = [_stem(model) for model in loaded]
+    return [_renamed(model, stem if stems.count(stem) == 1 else f"{stem} ({i + 1})")
+            if clash & set(model.methods.values()) else model
+            for i, (model, stem) in enumerate(zip(loaded, stems, strict=True))]
 
 
 def _load(model: ModelLike, spec: FeatureSpec, device: torch.device,
@@ -105,8 +107,11 @@ def _load(model: ModelLike, spec: FeatureSpec, device: torch.device,
     return ScoredModel(loaded.model.eval(), methods, methods["lai"], str(model), loaded.sha256)
 
 
-def _renamed(model: ScoredModel) -> ScoredModel:
-    stem = Path(model.source).stem if model.source != "in memory" else "model"
+def _stem(model: ScoredModel) -> str:
+    return Path(model.source).stem if model.source != "in memory" else "model"
+
+
+def _renamed(model: ScoredModel, stem: str) -> ScoredModel:
     methods = {key: f"{stem}: {label}" for key, label in model.methods.items()}
     return ScoredModel(model.network, methods, methods["lai"], model.source, model.sha256)
 

@@ -127,9 +127,12 @@ def train_from_catalog(
     from lamap.model import TRAINING_CACHE_SPEC, get_architecture
     from lamap.train.cache import CacheOptions, build_cache
     from lamap.train.data import PatchDataset
+    from lamap.train.loop import train
     from lamap.train.uncertainty import record_uncertainty
 
     architecture = get_architecture(arch)
+    config = _config(architecture, preset, config_overrides)
+    model = initial_model(architecture.name, init, seed=config.seed)  # refuse a wrong init early
     bbox, start, end = _world_defaults(catalog, bbox, start, end)
     area, first, last = as_bbox(bbox), as_date(start, "start"), as_date(end, "end")
     out_path = Path(out)
@@ -137,20 +140,25 @@ def train_from_catalog(
     cache = build_cache(catalog, area, first, last, cache_path, patch=patch,
                         spec=TRAINING_CACHE_SPEC, options=CacheOptions(min_valid=0.0),
                         progress=progress)
-    config = _config(architecture, preset, config_overrides)
     spec = _model_spec(architecture, cache.feature_spec)
     names = (*architecture.spatial_inputs, *architecture.vector_inputs)
     train_set = PatchDataset(cache, cache.split_indices("train"), augment=True,
                              rng_seed=config.seed, inputs=names, crop=config.crop)
-    val_set = PatchDataset(cache, cache.split_indices("validation"), inputs=names)
+    val_crop = None if config.crop is None else min(patch, 2 * config.crop)
+    val_set = PatchDataset(cache, cache.split_indices("validation"), inputs=names,
+                           crop=val_crop)
     sigma_set = PatchDataset(cache, cache.split_indices(config.sigma_split), inputs=names,
                              augment=True, rng_seed=config.seed, crop=config.crop)
     info = {"catalog": str(catalog), "bbox": list(area.to_tuple()), "start": first.isoformat(),
             "end": last.isoformat(), "patch": patch, "cache": str(cache_path), "preset": preset,
-            "synthetic": _is_world(catalog), "sigma_split": config.sigma_split}
-    result = _train(architecture, init, config, (train_set, val_set, sigma_set), out_path,
-                    spec, info, progress, resume,
-                    time_limit_s if time_limit_s is not None else _limit(preset))
+            "synthetic": _is_world(catalog), "sigma_split": config.sigma_split,
+            "val_crop": val_crop}
+    if init is not None:
+        info["init"] = str(init)
+    result = train(model, train_set, val_set, config, out=out_path,
+                   feature_spec=spec.to_dict(), data_info=info, progress=progress,
+                   resume=resume, stage_data={"sigma": sigma_set},
+                   time_limit_s=time_limit_s if time_limit_s is not None else _limit(preset))
     if result.complete:
         record_uncertainty(out_path, cache)
     return TrainRun(out_path, cache_path, result.summary)
@@ -179,20 +187,6 @@ def _model_spec(architecture: Any, cache_spec: Any) -> Any:
         raise InputError(f"the training cache's inputs {cache_spec.to_dict()} do not hold "
                          f"those of {architecture.name}: build the cache for it")
     return spec
-
-
-def _train(architecture: Any, init: str | os.PathLike[str] | None, config: Any,
-           data: tuple[Any, Any, Any], out: Path, spec: Any, info: dict[str, Any],
-           progress: Progress | bool | None, resume: bool, time_limit_s: float | None) -> Any:
-    from lamap.train.loop import train
-
-    train_set, val_set, sigma_set = data
-    model = initial_model(architecture.name, init, seed=config.seed)
-    if init is not None:
-        info["init"] = str(init)
-    return train(model, train_set, val_set, config, out=out, feature_spec=spec.to_dict(),
-                 data_info=info, progress=progress, resume=resume, time_limit_s=time_limit_s,
-                 stage_data={"sigma": sigma_set})
 
 
 def initial_model(arch: str, init: str | os.PathLike[str] | None = None, *,
