@@ -106,11 +106,24 @@ def test_the_spec_must_make_the_models_inputs(tmp_path: Path) -> None:
         save_checkpoint(tmp_path / "b.pt", fused, feature_spec=series_only)
 
 
-def test_the_shipped_weights_still_load_under_their_older_name() -> None:
+#: SHA-256 of the shipped fused weights' mean network (every tensor but the spread head's), as
+#: trained before the spread head existed: adding σ must not change the map's LAI.
+SHIPPED_MEAN = "f331d675b079939a78187c9e310c47f282cf8bb2ba487f9c42c0ed4c56893f64"
+
+
+def test_the_shipped_fused_weights_keep_their_mean_network() -> None:
+    import hashlib
+
     path = demo_weights()
     assert path is not None
     loaded = load_checkpoint(path)
     assert isinstance(loaded.model, FusedLAINet) and loaded.architecture.name == "lnb-fused"
+    state = torch.load(path, weights_only=True)["state_dict"]
+    digest = hashlib.sha256()
+    for key in sorted(k for k in state if not k.startswith("sigma.")):
+        digest.update(key.encode())
+        digest.update(state[key].numpy().tobytes())
+    assert digest.hexdigest() == SHIPPED_MEAN
 
 
 def test_initial_model_adds_an_untrained_spread_head(checkpoints: dict[str, Path]) -> None:

@@ -28,7 +28,12 @@ from lamap.train.config import TrainConfig
 from lamap.train.data import PatchDataset
 from lamap.train.evaluate import evaluate
 from lamap.train.loop import train
-from lamap.train.uncertainty import Coverage, observed_error_scale, record_uncertainty
+from lamap.train.uncertainty import (
+    Coverage,
+    interval_factor,
+    observed_error_scale,
+    record_uncertainty,
+)
 from tests._fake_cache import make_patches, with_series, write_cache
 
 FUSED, LI = ARCHITECTURES["lnb-fused"], ARCHITECTURES["li2025"]
@@ -112,16 +117,41 @@ def test_side_by_side_evaluation_with_gaps_and_calibration(tmp_path: Path,
     assert twice.models == ["f (1): model", "f (2): model"]
 
 
-def test_observed_error_scale_is_measured_on_the_truth(tmp_path: Path, cache_dir: Path) -> None:
+def test_the_interval_factor_makes_gaussian_bands_hold_their_share() -> None:
+    z = np.abs(np.random.default_rng(0).normal(0.0, 1.0, 200_000))
+    assert interval_factor(z) == pytest.approx(1.0, abs=0.02)
+    assert interval_factor(2.5 * z) == pytest.approx(2.5, rel=0.02)
+    assert interval_factor(np.zeros(0)) == 1.0
+
+
+def test_recording_calibrates_the_spread_and_the_observed_scale(tmp_path: Path,
+                                                                cache_dir: Path) -> None:
     from lamap.train.patches import Cache, open_cache
 
     cache: Cache = open_cache(cache_dir)
     value, how = observed_error_scale(cache)
-    assert 0.0 < value < 1.0 and "cloud-free reflectance" in how
+    rows = cache.split_indices("validation")
+    a = {n: np.asarray(cache.group()[n].oindex[rows])
+         for n in ("target", "target_mask", "truth_clear", "truth_cloud")}
+    keep = (a["target_mask"] > 0) & (a["truth_cloud"] == 0)
+    expected = np.sqrt(np.mean((a["target"] * 5.0 - a["truth_clear"])[keep] ** 2))
+    assert value == pytest.approx(expected, rel=1e-4) and "cloud-free S2 label" in how
     path = save_checkpoint(tmp_path / "m.pt", seeded_network(FUSED, 0, TINY_FUSED),
                            feature_spec=FUSED.spec.to_dict())
-    assert record_uncertainty(path, cache)["observed_sd"] == pytest.approx(value)
-    assert load_checkpoint(path).training["uncertainty"]["observed_sd"] == pytest.approx(value)
+    entry = record_uncertainty(path, cache)
+    assert entry["observed_sd"] == pytest.approx(value) and 0.2 < entry["sd_scale"] < 5
+    loaded = load_checkpoint(path)
+    assert loaded.training["uncertainty"] == entry
+    assert float(loaded.model.sigma.scale) == pytest.approx(entry["sd_scale"])
+
+
+def test_checkpoints_from_before_the_calibration_factor_load_with_one(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "m.pt", seeded_network(FUSED, 0, TINY_FUSED),
+                           feature_spec=FUSED.spec.to_dict())
+    data = torch.load(path, weights_only=True)
+    del data["state_dict"]["sigma.scale"]
+    torch.save(data, path)
+    assert float(load_checkpoint(path).model.sigma.scale) == 1.0
 
 
 def test_the_spread_follows_the_source() -> None:

@@ -46,6 +46,8 @@ CHECKPOINT_FORMAT = "lamap-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
 
 _CHUNK = 1 << 20
+#: State-dict keys of calibration factors: a file written before them gets their default (1).
+CALIBRATION_BUFFERS = ("sigma.scale", "sd_scale")
 
 
 
@@ -346,6 +348,9 @@ def _field(data: dict[str, Any], name: str, kind: type, path: Path) -> Any:
 def _load_state(model: nn.Module, state: object, path: Path, arch: Architecture) -> None:
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError(f"checkpoint {path} has no state_dict of tensors: write it again")
+    defaults = {k: v for k, v in model.state_dict().items()
+                if k.endswith(CALIBRATION_BUFFERS) and k not in state}
+    state = {**state, **defaults}  # calibration factors of files written before them: 1
     problems = _state_mismatch(model.state_dict(), state)
     if problems:
         config = _config_of(model).to_dict()

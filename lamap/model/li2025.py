@@ -26,7 +26,9 @@ residual. The weights otherwise follow EDCSTFN's inference rule: inversely propo
 each reference's residual ``|coarse(D) − coarse(k)|`` (per pixel, with :data:`RESIDUAL_EPS`).
 
 **Spread** (``sigma_head``): a 1×1 head on each reference's 32 decoder features gives σ_k;
-the combined σ² is the mixture's, ``Σ w_k (σ_k² + (prediction_k − LAI)²)``.
+the combined σ² is the mixture's, ``Σ w_k (σ_k² + (prediction_k − LAI)²)``, times the
+calibration factor ``sd_scale`` (a buffer, 1 while training; fitted after training by
+:func:`lamap.train.uncertainty.record_uncertainty`).
 
 **Feature loss**: EDCSTFN compares prediction and truth through a pre-trained autoencoder;
 ``feature_net`` is that autoencoder (two 3×3 conv layers each way), trained on S2 LAI in its
@@ -264,6 +266,8 @@ class Li2025Net(nn.Module):
         self.step1 = S1Transformer(self.config)
         self.fusion = Edcstfn(self.config)
         self.feature_net = FeatureNet(self.config)
+        self.sd_scale: Tensor
+        self.register_buffer("sd_scale", torch.ones(()))
 
     @property
     def downsampling(self) -> int:
@@ -318,5 +322,5 @@ class Li2025Net(nn.Module):
         if sigmas:
             var = sum(w * (s**2 + (p - out["lai"]) ** 2)
                       for w, s, p in zip(weights, sigmas, preds, strict=True))
-            out["sd"] = torch.sqrt(var)
+            out["sd"] = torch.sqrt(var) * self.sd_scale
         return out  # type: ignore[return-value]

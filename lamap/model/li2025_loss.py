@@ -9,8 +9,10 @@ structure.
 
 MS-SSIM follows Wang, Simoncelli and Bovik (2003) with a Gaussian window (σ = 1.5, 7 px):
 contrast-structure terms at every scale and luminance at the coarsest, combined with the
-standard scale weights truncated to :data:`SCALES` scales (patches of 64 px hold 3) and
-renormalised; negative terms are clipped to 0, as is common, so a fractional power stays real.
+standard scale weights truncated to :data:`SCALES` scales (patches of 32 px hold 3) and
+renormalised. It is computed in float32 even under bfloat16 autocast (local variances are
+differences of squares, which bfloat16 cancels), and terms are clipped to a small positive
+floor (:data:`_FLOOR`), not to 0: the gradient of a fractional power at 0 is infinite.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ SCALES = 3
 _WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 #: Dynamic range on the LAI/5 scale (LAI 0-8 m²/m²).
 _RANGE = 8.0 / 5.0
+#: Smallest value of a term raised to a fractional power.
+_FLOOR = 1e-4
 
 
 def _gaussian(size: int = 7, sigma: float = 1.5) -> Tensor:
@@ -63,16 +67,21 @@ def ms_ssim(x: Tensor, y: Tensor, scales: int = SCALES) -> Tensor:
     if min(x.shape[-2:]) // 2 ** (scales - 1) < 7:
         raise ValueError(f"MS-SSIM with {scales} scales needs images of at least "
                          f"{7 * 2 ** (scales - 1)} px, got {tuple(x.shape[-2:])}")
+    with torch.autocast(x.device.type, enabled=False):
+        return _ms_ssim(x.float(), y.float(), scales)
+
+
+def _ms_ssim(x: Tensor, y: Tensor, scales: int) -> Tensor:
     weights = torch.tensor(_WEIGHTS[:scales], device=x.device)
     weights = weights / weights.sum()
     window = _gaussian().to(x.device, x.dtype)
     values = []
     for scale in range(scales):
         luminance, contrast = _ssim_terms(x, y, window)
-        values.append(contrast.clamp_min(0.0))
+        values.append(contrast.clamp_min(_FLOOR))
         if scale < scales - 1:
             x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
-    values[-1] = (luminance * values[-1]).clamp_min(0.0)
+    values[-1] = (luminance * values[-1]).clamp_min(_FLOOR)
     stacked = torch.stack(values, dim=1)  # B, scales
     return torch.prod(stacked ** weights, dim=1).mean()
 

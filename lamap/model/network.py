@@ -147,7 +147,9 @@ class UNet(nn.Module):
 class SigmaHead(nn.Module):
     """Per-pixel spread from the decoder's features and the past masks (1×1 convolutions).
 
-    σ on the LAI/5 scale: ``softplus(conv(relu(conv([features, masks])))) + 1e-3``.
+    σ on the LAI/5 scale: ``scale · (softplus(conv(relu(conv([features, masks])))) + 1e-3)``,
+    where ``scale`` (a buffer, 1 while the head trains) is the calibration factor fitted after
+    training (:func:`lamap.train.uncertainty.record_uncertainty`).
 
     Parameters
     ----------
@@ -163,11 +165,14 @@ class SigmaHead(nn.Module):
         super().__init__()
         self.net = nn.Sequential(nn.Conv2d(feature_channels + mask_channels, width, 1),
                                  nn.ReLU(inplace=True), nn.Conv2d(width, 1, 1))
+        self.scale: Tensor
+        self.register_buffer("scale", torch.ones(()))
 
     def forward(self, features: Tensor, masks: Tensor) -> Tensor:
         """Return σ ``(B, 1, H, W)`` (> 0) from features and ``(B, S, C, H, W)`` masks."""
         flat = masks.flatten(1, 2).to(features.dtype)
-        return nn.functional.softplus(self.net(torch.cat([features, flat], 1))) + 1e-3
+        raw = nn.functional.softplus(self.net(torch.cat([features, flat], 1))) + 1e-3
+        return raw * self.scale
 
 
 class MaskEmbedding(nn.Module):

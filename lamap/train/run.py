@@ -124,7 +124,7 @@ def train_from_catalog(
     CheckpointError
         If ``init`` is not a checkpoint of ``arch``.
     """
-    from lamap.model import TRAINING_CACHE_SPEC, get_architecture
+    from lamap.model import TRAINING_CACHE_SPEC, get_architecture, load_checkpoint
     from lamap.train.cache import CacheOptions, build_cache
     from lamap.train.data import PatchDataset
     from lamap.train.loop import train
@@ -153,8 +153,9 @@ def train_from_catalog(
             "end": last.isoformat(), "patch": patch, "cache": str(cache_path), "preset": preset,
             "synthetic": _is_world(catalog), "sigma_split": config.sigma_split,
             "val_crop": val_crop}
-    if init is not None:
-        info["init"] = str(init)
+    if init is not None:  # what the weights it starts from were trained with
+        loaded = load_checkpoint(init)
+        info["init"] = {"path": str(init), "sha256": loaded.sha256, "training": loaded.training}
     result = train(model, train_set, val_set, config, out=out_path,
                    feature_spec=spec.to_dict(), data_info=info, progress=progress,
                    resume=resume, stage_data={"sigma": sigma_set},
@@ -218,7 +219,8 @@ def initial_model(arch: str, init: str | os.PathLike[str] | None = None, *,
     loaded = load_checkpoint(init, architecture=architecture.name)
     model = seeded_network(architecture, seed, with_fields(loaded.config, sigma_head=True))
     missing, unexpected = model.load_state_dict(loaded.model.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith(("sigma.", "fusion.sigma.")) for k in missing)
+    assert not unexpected and all(k.startswith(("sigma.", "fusion.sigma.", "sd_scale"))
+                                  for k in missing)
     return model
 
 
