@@ -29,6 +29,7 @@ from torch import nn
 
 from lamap.errors import InputError, TrainingError
 from lamap.model import architecture_of, load_checkpoint, save_checkpoint
+from lamap.model.checkpoint import CALIBRATION_BUFFERS
 from lamap.runtime import write_atomic
 from lamap.runtime.progress import Reporter
 from lamap.train.config import Stage, TrainConfig, milestones
@@ -312,7 +313,10 @@ def restore_run(run: RunState, saved: Mapping[str, Any]) -> None:
     saved : mapping
         From :func:`read_state`.
     """
-    run.model.load_state_dict(saved["model"])
+    current = run.model.state_dict()
+    missing = {k: v for k, v in current.items() if k.endswith(CALIBRATION_BUFFERS)
+               and k not in saved["model"]}  # states written before the calibration factor
+    run.model.load_state_dict({**saved["model"], **missing})
     run.history = [EpochRecord.from_dict(r) for r in saved["history"]]
     run.wall_before = float(saved["wall_time_s"])
     run.head_bias = saved.get("head_bias")
