@@ -186,3 +186,22 @@ def test_map_writes_lai_sd_with_cf_attributes(tiny_world, grid, tmp_path: Path) 
     filled = sd[source == Source.FILLED]
     assert filled.size and np.isfinite(filled).all() and (filled > 0).all()
     assert ds.attrs["lamap_model"]["architecture"] == "li2025"
+
+
+def test_the_cli_scores_models_side_by_side(tmp_path: Path, cache_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    fused = save_checkpoint(tmp_path / "f.pt", seeded_network(FUSED, 0, TINY_FUSED),
+                            feature_spec=FUSED.spec.to_dict())
+    li = save_checkpoint(tmp_path / "l.pt", seeded_network(LI, 0, Li2025Config.tiny()),
+                         feature_spec=LI.spec.to_dict())
+    done = subprocess.run(
+        [sys.executable, "-m", "lamap.cli.main", "evaluate", "--model", str(fused), "--model",
+         str(li), "--cache", str(cache_dir), "--no-baselines", "--max-patches", "2",
+         "--csv", str(tmp_path / "m.csv")],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "| li2025 step 1 |" in done.stdout and "| encoder 1 |" in done.stdout
+    assert "calibration of the spread" in done.stdout
+    assert "cover1" in (tmp_path / "m.csv").read_text()

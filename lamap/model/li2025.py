@@ -25,7 +25,9 @@ where an invalid reference counts :data:`INVALID_WEIGHT` as much as a valid one 
 residual. The weights otherwise follow EDCSTFN's inference rule: inversely proportional to
 each reference's residual ``|coarse(D) − coarse(k)|`` (per pixel, with :data:`RESIDUAL_EPS`).
 
-**Spread** (``sigma_head``): a 1×1 head on each reference's 32 decoder features gives σ_k;
+**Spread** (``sigma_head``): 1×1 convolutions (→ 16 → 1, softplus) on each reference's 32
+decoder features, its validity, its residual ``|coarse(D) − coarse(k)|`` and its age (days
+from k to D, / 30) give σ_k;
 the combined σ² is the mixture's, ``Σ w_k (σ_k² + (prediction_k − LAI)²)``, times the
 calibration factor ``sd_scale`` (a buffer, 1 while training; fitted after training by
 :func:`lamap.train.uncertainty.record_uncertainty`).
@@ -223,7 +225,8 @@ class Edcstfn(nn.Module):
         self.residual = _convs([3 + masks, *widths])
         self.decoder = _convs([widths[-1], *widths[-2::-1]])
         self.out = nn.Conv2d(widths[0], 1, 1)
-        self.sigma = nn.Conv2d(widths[0], 1, 1) if config.sigma_head else None
+        self.sigma = nn.Sequential(nn.Conv2d(widths[0] + 3, 16, 1), nn.ReLU(inplace=True),
+                                   nn.Conv2d(16, 1, 1)) if config.sigma_head else None
 
     def forward(self, fine: Tensor, masks: Tensor, coarse: Tensor,
                 coarse_now: Tensor) -> tuple[Tensor, Tensor]:
@@ -313,7 +316,10 @@ class Li2025Net(nn.Module):
             weights.append((valid + INVALID_WEIGHT) / (
                 (now - coarse[:, k:k + 1]).abs() + RESIDUAL_EPS))
             if self.fusion.sigma is not None:
-                sigmas.append(nn.functional.softplus(self.fusion.sigma(feats)) + 1e-3)
+                age = (past_days[:, k, None, None, None] / 30.0).to(feats.dtype)
+                cues = [feats, valid, (now - coarse[:, k:k + 1]).abs(), age.expand_as(valid)]
+                raw = self.fusion.sigma(torch.cat([c.to(feats.dtype) for c in cues], 1))
+                sigmas.append(nn.functional.softplus(raw) + 1e-3)
         total = torch.stack(weights).sum(0)
         weights = [w / total for w in weights]
         out = {"lai": sum(w * p for w, p in zip(weights, preds, strict=True)), "step1": now}

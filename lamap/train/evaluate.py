@@ -278,9 +278,11 @@ class _SplitScorer:
     def scores(self, split: str, lai_scale: float) -> list[Score]:
         order = {name: i for i, name in enumerate(SCORINGS)}
         keys = sorted(self.sums, key=lambda k: (order.get(k[0], 99), self.methods.index(k[1])))
+        scored = {name for (name, _), s in self.sums.items() if s.n}  # empty sets are left out
         return [Score(split, scoring, method, s.rmse, s.rmse / lai_scale, s.r2, s.n,
                       s.n / self.totals[scoring] if self.totals[scoring] else math.nan)
-                for (scoring, method), s in ((k, self.sums[k]) for k in keys)]
+                for (scoring, method), s in ((k, self.sums[k]) for k in keys)
+                if scoring in scored]
 
     def calibration(self, split: str) -> list[Calibration]:
         order = {name: i for i, name in enumerate(SCORINGS)}

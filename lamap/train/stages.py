@@ -47,7 +47,7 @@ _PARTS: dict[str, dict[str, tuple[str, ...]]] = {
 _HEADS: dict[str, dict[str, tuple[str, ...]]] = {
     "lnb-fused": {"enc1": ("enc1.head",), "enc2": ("enc2.head",), "fused": ("decoder.out",),
                   "sigma": ("sigma.net.2",)},
-    "li2025": {"step1": ("step1.head",), "step2": ("fusion.out",), "sigma": ("fusion.sigma",)},
+    "li2025": {"step1": ("step1.head",), "step2": ("fusion.out",), "sigma": ("fusion.sigma.2",)},
 }
 
 
