@@ -50,7 +50,7 @@ def test_every_architecture_declares_inputs_halo_and_stages() -> None:
     assert li.stage_names == ("step1", "features", "step2", "sigma")
     assert fused.spec == FeatureSpec() and fused.spatial_inputs == ("s1", "lai", "masks")
     assert (li.spec.s1_at_steps, li.spec.s1_window_days, li.spec.s1_passes) == (False, 36, 6)
-    assert fused.halo(ModelConfig()) == 44 and li.halo(Li2025Config()) == 8
+    assert fused.halo(ModelConfig()) == 44 and li.halo(Li2025Config()) == 20
     assert recommended_halo(Li2025Net(Li2025Config.tiny())) == 8
     for arch in ARCHITECTURES.values():
         assert TRAINING_CACHE_SPEC.provides(arch.spec) and arch.cache_spec() == TRAINING_CACHE_SPEC

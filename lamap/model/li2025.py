@@ -5,7 +5,7 @@ cloudy areas", as far as its abstract and the EDCSTFN reference design (Tan et a
 Remote Sensing 11(24) 2898) describe it; the layer sizes are lamap's choices, sized for the
 demo's CPU budget::
 
-    s1_series (N passes × VV, VH) ─ 2D CNN per pass (3×3, replication padding) ─┐
+    s1_series (N passes × VV, VH) ─ 2D CNN per pass (3×3, dilations 1-8) ───────┐
     s1_days ─ sinusoidal day encoding ──────────────────────────────────────────┤ per pixel:
     season ─ linear ────────────────────────────────────────────────────────────┤ Transformer
     query tokens at t-2, t-1, D (past_days) ────────────────────────────────────┘ encoder
@@ -36,8 +36,8 @@ calibration factor ``sd_scale`` (a buffer, 1 while training; fitted after traini
 ``feature_net`` is that autoencoder (two 3×3 conv layers each way), trained on S2 LAI in its
 own stage and used only by the loss (:mod:`lamap.model.li2025_loss`).
 
-The spatial receptive field is 8 pixels (3 in step 1, 3 more in the residual encoder, 2 in
-the decoder); nothing pools, so any input size works.
+The spatial receptive field is 20 pixels (15 in step 1's dilated CNN, 3 more in the residual
+encoder, 2 in the decoder); nothing pools, so any input size works.
 """
 
 from __future__ import annotations
@@ -75,6 +75,9 @@ class Li2025Config:
         Sentinel-1 passes of the series (the feature spec's ``s1_passes``).
     cnn_channels : tuple of int
         Channels of the per-pass 2D CNN (3×3 convolutions).
+    cnn_dilations : tuple of int
+        Dilation of each of its convolutions: the spatial context of step 1 is their sum
+        (15 px with the default 1, 2, 4, 8; radar speckle averages out over a field).
     d_model, heads, layers, ff : int
         Transformer width, attention heads, encoder layers and feed-forward width.
     fusion_channels : tuple of int
@@ -90,7 +93,8 @@ class Li2025Config:
     """
 
     passes: int = 6
-    cnn_channels: tuple[int, ...] = (16, 32, 32)
+    cnn_channels: tuple[int, ...] = (16, 32, 32, 32)
+    cnn_dilations: tuple[int, ...] = (1, 2, 4, 8)
     d_model: int = 32
     heads: int = 4
     layers: int = 2
@@ -105,8 +109,11 @@ class Li2025Config:
 
     def __post_init__(self) -> None:
         """Validate and normalise."""
-        for name in ("cnn_channels", "fusion_channels", "feature_channels"):
+        for name in ("cnn_channels", "cnn_dilations", "fusion_channels", "feature_channels"):
             object.__setattr__(self, name, _channel_list(name, getattr(self, name)))
+        if len(self.cnn_dilations) != len(self.cnn_channels):
+            raise InputError(f"li2025 cnn_dilations {list(self.cnn_dilations)} must give one "
+                             f"dilation per layer of cnn_channels {list(self.cnn_channels)}")
         for name in ("passes", "d_model", "heads", "layers", "ff", "past_steps",
                      "mask_channels", "season_channels", "max_sequences"):
             object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
@@ -124,8 +131,8 @@ class Li2025Config:
     @classmethod
     def tiny(cls) -> Li2025Config:
         """Return a very small config with the default layout, for tests and smoke runs."""
-        return cls(cnn_channels=(4, 8), d_model=8, heads=2, layers=1, ff=16,
-                   fusion_channels=(4, 8, 8), feature_channels=(2, 4))
+        return cls(cnn_channels=(4, 8), cnn_dilations=(1, 2), d_model=8, heads=2, layers=1,
+                   ff=16, fusion_channels=(4, 8, 8), feature_channels=(2, 4))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (lists for tuples), for checkpoints."""
@@ -150,11 +157,14 @@ class Li2025Config:
         return cls(**dict(data))
 
 
-def _convs(channels: list[int], *, last_relu: bool = True) -> nn.Sequential:
+def _convs(channels: list[int], *, last_relu: bool = True,
+           dilations: tuple[int, ...] | None = None) -> nn.Sequential:
     """3×3 convolutions with replication padding, ReLU after each (but maybe the last)."""
     layers: list[nn.Module] = []
+    steps = dilations or (1,) * (len(channels) - 1)
     for i, (a, b) in enumerate(zip(channels[:-1], channels[1:], strict=True)):
-        layers.append(nn.Conv2d(a, b, 3, padding=1, padding_mode="replicate"))
+        layers.append(nn.Conv2d(a, b, 3, padding=steps[i], dilation=steps[i],
+                                padding_mode="replicate"))
         if last_relu or i < len(channels) - 2:
             layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
@@ -175,7 +185,7 @@ class S1Transformer(nn.Module):
     def __init__(self, config: Li2025Config) -> None:
         super().__init__()
         self.config = config
-        self.cnn = _convs([3, *config.cnn_channels])
+        self.cnn = _convs([3, *config.cnn_channels], dilations=config.cnn_dilations)
         self.project = nn.Linear(config.cnn_channels[-1], config.d_model)
         self.season = nn.Linear(config.season_channels, config.d_model)
         self.query = nn.Parameter(torch.zeros(config.d_model))

@@ -179,8 +179,8 @@ _LI2025 = Architecture(
     methods={"lai": "li2025", "step1": "li2025 step 1", "ref_t-1": "li2025 step 2 (t-1 only)",
              "ref_t-2": "li2025 step 2 (t-2 only)"},
     max_window=256,
-    cpu_demo={"epochs_enc1": 30, "epochs_enc2": 2, "epochs": 40, "epochs_sigma": 60,
-              "batch_size": 16, "crop": 32, "cloudy_weight": 1.0},
+    cpu_demo={"epochs_enc1": 20, "epochs_enc2": 2, "epochs": 30, "epochs_sigma": 60,
+              "batch_size": 16, "crop": 48, "cloudy_weight": 1.0},
 )
 
 #: The feature spec of training caches: the fused model's S1 steps and li2025's S1 series.
