@@ -206,10 +206,10 @@ def compare_precisions(setup: BenchSetup) -> dict[str, Any]:
     block = block_features(_jobs(setup, setup.plans(), exact=False)[0])
     out, seconds = {}, {}
     for precision in ("float32", "bfloat16"):
-        predict_array(block.inputs, block.season, setup.halo, loaded, window=setup.grid.shard,
+        predict_array(block.inputs, block.context, setup.halo, loaded, window=setup.grid.shard,
                       batch=1, precision=precision)  # warm up; fmt: skip
         started = time.perf_counter()
-        out[precision] = predict_array(block.inputs, block.season, setup.halo, loaded,
+        out[precision] = predict_array(block.inputs, block.context, setup.halo, loaded,
                                        window=setup.grid.shard, batch=1, precision=precision)
         seconds[precision] = time.perf_counter() - started
     difference = np.abs(out["float32"] - out["bfloat16"]) * setup.spec.lai_scale

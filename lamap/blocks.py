@@ -2,10 +2,11 @@
 
 A block is one shard of the store (1000 px on the ``europe`` grid). Its first task reads
 the block plus a halo straight from the COGs (stackstac's reader, computed in-task with
-dask's synchronous scheduler), mosaics the days and builds the model inputs; the second
-runs the fused network over the whole block in one window and combines the prediction
-with the observed LAI; the third writes the block's shard. A tile's done marker depends on
-the writes of its blocks.
+dask's synchronous scheduler), mosaics the days and builds the inputs its model's
+architecture declares (:mod:`lamap.model.registry`); the second runs the network over the
+whole block (in one window, or windows of the architecture's ``max_window``) and combines
+the prediction and its spread with the observed LAI; the third writes the block's shard. A
+tile's done marker depends on the writes of its blocks.
 
 Why whole blocks, not ``map_overlap`` over small chunks: every pixel of the halo is read
 from the source (never taken from a neighbouring block), so a block needs no other block;
@@ -37,7 +38,8 @@ from lamap.cube import CubeWindow, tile_cubes
 from lamap.errors import InputError
 from lamap.features import FeatureSpec, build_features
 from lamap.grid import Grid, Window
-from lamap.infer import ModelRef, infer_block
+from lamap.infer import ModelRef, context_vector, infer_block
+from lamap.model.registry import FUSED_NAME, get_architecture
 from lamap.store import Source
 from lamap.timesteps import TimeSteps
 
@@ -51,10 +53,6 @@ __all__ = [
     "halo_factor",
     "has_input",
 ]
-
-#: Model input channels in the order the network takes them (see lamap.infer.stack_inputs).
-_MODEL_VARIABLES = ("s1", "lai", "masks")
-
 
 @dataclass(frozen=True)
 class BlockJob:
@@ -79,6 +77,8 @@ class BlockJob:
     exact_warp : bool
         Warp with the exact transformer (see :class:`lamap.cube.CubeWindow`); a block is
         always read through the same window, so the approximate default is reproducible.
+    architecture : str
+        The model's architecture: which inputs to build and stack.
     """
 
     steps: TimeSteps
@@ -90,6 +90,7 @@ class BlockJob:
     spec: FeatureSpec
     signer: Callable[[str], str] | None = None
     exact_warp: bool = False
+    architecture: str = FUSED_NAME
 
     @property
     def read_window(self) -> Window:
@@ -104,9 +105,9 @@ class BlockInputs:
     Attributes
     ----------
     inputs : numpy.ndarray
-        ``(20, h + 2·halo, w + 2·halo)`` float32 stacked model inputs.
-    season : numpy.ndarray
-        ``(2,)`` sin/cos of the day of year.
+        ``(C, h + 2·halo, w + 2·halo)`` float32 stacked spatial inputs (the fused model: 20).
+    context : numpy.ndarray
+        ``(K,)`` vector inputs (the fused model: sin/cos of the day of year).
     has_input : numpy.ndarray
         ``(h, w)`` bool: radar or a valid optical past exists (else no estimate).
     observed : numpy.ndarray or None
@@ -116,7 +117,7 @@ class BlockInputs:
     """
 
     inputs: np.ndarray
-    season: np.ndarray
+    context: np.ndarray
     has_input: np.ndarray
     observed: np.ndarray | None
     halo: int
@@ -124,10 +125,14 @@ class BlockInputs:
 
 @dataclass(frozen=True)
 class BlockResult:
-    """LAI and source flags of one block, ready to write (the store contract holds)."""
+    """LAI, source flags and spread of one block, ready to write (the store contract holds).
+
+    ``lai_sd`` is None where nothing gives a spread (a block without input).
+    """
 
     lai: np.ndarray
     source: np.ndarray
+    lai_sd: np.ndarray | None = None
 
 
 def block_features(job: BlockJob) -> BlockInputs:
@@ -144,25 +149,26 @@ def block_features(job: BlockJob) -> BlockInputs:
     """
     where = CubeWindow(job.grid, job.read_window, one_chunk=True, exact=job.exact_warp)
     cubes = tile_cubes(job.steps, job.s2, job.s1, where, signer=job.signer)
-    wanted = [*_MODEL_VARIABLES, "season", "s1_valid"]
+    arch = get_architecture(job.architecture)
+    wanted = [*arch.spatial_inputs, *arch.vector_inputs, "s1_valid"]
     features = build_features(cubes, job.spec)
     if "observed_lai" in features:
         wanted.append("observed_lai")
     with dask.config.set(scheduler="synchronous"):
-        ds = features[wanted].compute()
-    return _block_inputs(ds, job.halo)
+        ds = features[list(dict.fromkeys(wanted))].compute()
+    return _block_inputs(ds, job.halo, job.architecture)
 
 
-def _block_inputs(ds: xr.Dataset, halo: int) -> BlockInputs:
-    masks = ds["masks"].values
-    inputs = np.concatenate(
-        [ds["s1"].values, ds["lai"].values, masks.reshape(-1, *masks.shape[2:])], axis=0
-    ).astype(np.float32, copy=False)
+def _block_inputs(ds: xr.Dataset, halo: int, architecture: str) -> BlockInputs:
+    names = get_architecture(architecture).spatial_inputs
+    parts = [ds[name].values for name in names]
+    inputs = np.concatenate([part.reshape(-1, *part.shape[-2:]) for part in parts],
+                            axis=0).astype(np.float32, copy=False)
     core = (slice(halo, inputs.shape[1] - halo), slice(halo, inputs.shape[2] - halo))
     observed = ds["observed_lai"].values[core] if "observed_lai" in ds else None
     return BlockInputs(
         inputs=np.ascontiguousarray(inputs),
-        season=np.asarray(ds["season"].values, dtype=np.float32),
+        context=context_vector(ds, architecture),
         has_input=has_input(ds).values[core],
         observed=None if observed is None else observed.astype(np.float32),
         halo=halo,
@@ -182,7 +188,8 @@ def block_lai(block: BlockInputs, ref: ModelRef, *, lai_scale: float) -> BlockRe
     """Run the model over a block and combine it with the observed LAI (one task).
 
     Observed LAI where S2 at D is clear, the model's LAI (clipped to 0–8) where there is
-    input, nothing (NaN, ``no_input``) elsewhere.
+    input, nothing (NaN, ``no_input``) elsewhere; the spread likewise (the label's error
+    scale ``ref.observed_sd`` where observed, the model's spread where filled).
 
     Parameters
     ----------
@@ -198,23 +205,33 @@ def block_lai(block: BlockInputs, ref: ModelRef, *, lai_scale: float) -> BlockRe
     BlockResult
     """
     model = infer_block(
-        block.inputs, ref=ref, season=block.season, halo=block.halo, scale=lai_scale
-    )[0]
-    return combine(model, block.has_input, block.observed)
+        block.inputs, ref=ref, context=block.context, halo=block.halo, scale=lai_scale
+    )
+    return combine(model[0], block.has_input, block.observed, model_sd=model[1],
+                   observed_sd=ref.observed_sd)
 
 
 def combine(
-    model_lai: np.ndarray, has_input: np.ndarray, observed: np.ndarray | None
+    model_lai: np.ndarray, has_input: np.ndarray, observed: np.ndarray | None, *,
+    model_sd: np.ndarray | None = None, observed_sd: float = float("nan"),
 ) -> BlockResult:
-    """Observed LAI where clear, model LAI where there is input, else NaN / ``no_input``."""
+    """Observed LAI where clear, model LAI where there is input, else NaN / ``no_input``.
+
+    The spread follows the source: ``observed_sd`` where observed, ``model_sd`` where filled
+    (NaN where the model gives none), NaN where there is no estimate.
+    """
     source = np.where(has_input, np.uint8(Source.FILLED), np.uint8(Source.NO_INPUT))
     lai = np.clip(model_lai, 0.0, 8.0).astype(np.float32)
+    sd = np.full(lai.shape, np.nan, np.float32) if model_sd is None else model_sd
     if observed is not None:
         clear = np.isfinite(observed)
         source[clear] = Source.OBSERVED
         lai = np.where(clear, observed, lai)
-    lai = np.where(source == Source.NO_INPUT, np.float32(np.nan), lai).astype(np.float32)
-    return BlockResult(lai, source.astype(np.uint8))
+        sd = np.where(clear, np.float32(observed_sd), sd)
+    empty = source == Source.NO_INPUT
+    lai = np.where(empty, np.float32(np.nan), lai).astype(np.float32)
+    sd = np.where(empty, np.float32(np.nan), sd).astype(np.float32)
+    return BlockResult(lai, source.astype(np.uint8), sd)
 
 
 def no_input_block(window: Window) -> BlockResult:
@@ -222,6 +239,7 @@ def no_input_block(window: Window) -> BlockResult:
     return BlockResult(
         np.full(window.shape, np.nan, dtype=np.float32),
         np.zeros(window.shape, dtype=np.uint8),
+        np.full(window.shape, np.nan, dtype=np.float32),
     )
 
 

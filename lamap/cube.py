@@ -403,19 +403,22 @@ class TileCubes:
         SNAP bands at t-2, t-1 ``(time=2, band, y, x)``.
     scl : xarray.DataArray
         SCL at t-2, t-1 ``(time=2, y, x)``.
-    s1 : xarray.DataArray
-        VV/VH dB at t-2, t-1, D ``(time=3, band, y, x)``.
+    s1 : xarray.DataArray or None
+        VV/VH dB at t-2, t-1, D ``(time=3, band, y, x)``; None when the plan has no steps.
     s2_now, scl_now : xarray.DataArray or None
         S2 bands and SCL at D where an acquisition exists (observed LAI, training target).
+    s1_series : xarray.DataArray or None
+        VV/VH dB of the series' passes ``(time, band, y, x)``, oldest first; None without.
     """
 
     steps: TimeSteps
     where: CubeWindow
     s2: xr.DataArray
     scl: xr.DataArray
-    s1: xr.DataArray
+    s1: xr.DataArray | None
     s2_now: xr.DataArray | None
     scl_now: xr.DataArray | None
+    s1_series: xr.DataArray | None = None
 
     @property
     def date(self) -> dt.date:
@@ -456,12 +459,14 @@ def tile_cubes(
     if with_observed and steps.observed is not None:
         s2_now = s2_cube(s2_scenes, [steps.observed], where, signer=signer)
         scl_now = scl_cube(s2_scenes, [steps.observed], where, signer=signer)
+    series = steps.s1_series
     return TileCubes(
         steps=steps,
         where=where,
         s2=s2_cube(s2_scenes, past, where, signer=signer),
         scl=scl_cube(s2_scenes, past, where, signer=signer),
-        s1=s1_cube(s1_scenes, steps.s1, where, signer=signer),
+        s1=s1_cube(s1_scenes, steps.s1, where, signer=signer) if steps.s1 else None,
         s2_now=s2_now,
         scl_now=scl_now,
+        s1_series=s1_cube(s1_scenes, series, where, signer=signer) if series else None,
     )

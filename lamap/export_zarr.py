@@ -33,6 +33,8 @@ from lamap.store import DateLike, LaiStore
 from lamap.store.schema import SOURCE_FILL
 
 __all__ = ["export_zarr"]
+#: The data variables a v2 copy holds (those the store has).
+_DATA = ("lai", "lai_sd", "source")
 
 
 def _as_store(store: StoreLike) -> LaiStore:
@@ -73,12 +75,13 @@ def _extent(store: LaiStore, days: Sequence[dt.date], bbox: BBoxLike | None) -> 
 
 def _subset(store: LaiStore, days: Sequence[dt.date], window: Window) -> xr.Dataset:
     rows, cols = window.to_slices()
-    ds = store.dataset()[["lai", "source"]]
-    ds = ds.isel(time=[store.time_index(day) for day in days], y=rows, x=cols)
+    full = store.dataset()
+    names = [name for name in _DATA if name in full]  # lai_sd: not in stores before it
+    ds = full[names].isel(time=[store.time_index(day) for day in days], y=rows, x=cols)
     crs = {"wkt": store.grid.pyproj_crs.to_wkt(), "url": _crs_url(store)}
-    for name in ("lai", "source", "x", "y", "time", "spatial_ref"):
+    for name in (*names, "x", "y", "time", "spatial_ref"):
         ds[name].encoding = {}
-    for name in ("lai", "source"):
+    for name in names:
         ds[name].attrs["_CRS"] = {key: value for key, value in crs.items() if value}
     chunk = store.grid.chunk
     return ds.chunk({"time": 1, "y": chunk, "x": chunk})
@@ -93,11 +96,9 @@ def _encoding(ds: xr.Dataset) -> dict[str, dict[str, object]]:
     from numcodecs import Zlib
 
     chunks = tuple(ds["lai"].data.chunksize)
-    return {
-        "lai": {"chunks": chunks, "compressors": (Zlib(level=6),), "_FillValue": np.nan},
-        "source": {"chunks": chunks, "compressors": (Zlib(level=6),),
-                   "_FillValue": np.uint8(SOURCE_FILL)},
-    }  # fmt: skip
+    fills = {"lai": np.nan, "lai_sd": np.nan, "source": np.uint8(SOURCE_FILL)}
+    return {str(name): {"chunks": chunks, "compressors": (Zlib(level=6),),
+                        "_FillValue": fills[str(name)]} for name in ds.data_vars}  # fmt: skip
 
 
 def _check_target(out: str | os.PathLike[str]) -> Path:

@@ -24,6 +24,7 @@ __all__ = [
     "S1_BANDS",
     "S1_STEPS",
     "SCL_CLASSES",
+    "SERIES_DEFAULTS",
     "SPEC_ATTR",
     "TARGETS",
     "FeatureSpec",
@@ -65,6 +66,10 @@ PAST_STEPS = ("t-2", "t-1")
 S1_STEPS = ("t-2", "t-1", "t")
 S1_BANDS = ("vv", "vh")
 ANGLES = ("view_zenith", "sun_zenith", "relative_azimuth")
+#: The Sentinel-1 fields and their values for the fused model's inputs; a spec equal to them
+#: there leaves them out of :meth:`FeatureSpec.to_dict`, so the fused model's checkpoints,
+#: caches and cache keys read exactly as before the time series existed.
+SERIES_DEFAULTS: dict[str, Any] = {"s1_at_steps": True, "s1_window_days": 0, "s1_passes": 0}
 
 
 
@@ -99,6 +104,13 @@ class FeatureSpec:
         Normalised S1 input where backscatter is missing (0 is −30 dB with the defaults).
     mask_invalid_lai : bool
         Replace LAI inputs by ``lai_fill`` wherever the pixel is not valid.
+    s1_at_steps : bool
+        Sentinel-1 at t-2, t-1 and D: the pass nearest to each step (the fused model's
+        ``s1``, 6 channels).
+    s1_window_days, s1_passes : int
+        The Sentinel-1 time series: the most recent ``s1_passes`` passes in
+        ``[D - s1_window_days, D]`` (``s1_series``, ``s1_series_valid``, ``s1_days``; missing
+        passes are masked, never invented; see :mod:`lamap.radar_series`). Both 0: no series.
     version : int
         Version of the feature definition; only :data:`FEATURES_VERSION` is accepted.
 
@@ -119,6 +131,9 @@ class FeatureSpec:
     lai_fill: float = 0.0
     s1_fill: float = 0.0
     mask_invalid_lai: bool = True
+    s1_at_steps: bool = True
+    s1_window_days: int = 0
+    s1_passes: int = 0
     version: int = FEATURES_VERSION
 
     def __post_init__(self) -> None:
@@ -131,11 +146,12 @@ class FeatureSpec:
         for name in ("valid_classes", "target_classes", "onehot_classes"):
             self._set(name, _classes(name, getattr(self, name)))
         self._set("lai_clip", _clip_range(self.lai_clip))
-        if not isinstance(self.mask_invalid_lai, bool):
-            raise InputError(
-                "feature spec mask_invalid_lai must be true or false, "
-                f"got {self.mask_invalid_lai!r}"
-            )
+        for name in ("mask_invalid_lai", "s1_at_steps"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(
+                    f"feature spec {name} must be true or false, got {getattr(self, name)!r}"
+                )
+        _check_series(self.s1_at_steps, self.s1_window_days, self.s1_passes)
 
     def _set(self, name: str, value: object) -> None:
         object.__setattr__(self, name, value)
@@ -155,13 +171,42 @@ class FeatureSpec:
         """Labels of one step's mask channels: ``valid`` then the one-hot classes."""
         return ("valid", *(SCL_CLASSES[c] for c in self.onehot_classes))
 
+    @property
+    def s1_series(self) -> bool:
+        """Whether the spec makes the Sentinel-1 time series inputs."""
+        return self.s1_passes > 0
+
+    @property
+    def series_labels(self) -> tuple[str, ...]:
+        """Labels of the series' pass slots, oldest first: ``p-5`` … ``p-0`` for 6 passes."""
+        return tuple(f"p-{i}" for i in reversed(range(self.s1_passes)))
+
     def same_inputs(self, other: FeatureSpec) -> bool:
         """Whether ``other`` makes the same model inputs (it may choose other labels)."""
         return replace(self, target_classes=other.target_classes) == other
 
+    def provides(self, other: FeatureSpec) -> bool:
+        """Whether data made with this spec holds every input ``other`` makes, identically.
+
+        A training cache made with both the Sentinel-1 steps and the series serves a model
+        of either kind: every other field must be equal (labels may differ), the steps must
+        be there if ``other`` takes them, and the series must be the same if it takes one.
+        """
+        steps = self.s1_at_steps or not other.s1_at_steps
+        series = not other.s1_series or (self.s1_window_days, self.s1_passes) == (
+            other.s1_window_days, other.s1_passes)
+        return steps and series and replace(
+            self, target_classes=other.target_classes, **_series_of(other)) == other
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (lists for tuples), for checkpoints and store attributes."""
+        """JSON-ready form (lists for tuples), for checkpoints and store attributes.
+
+        The Sentinel-1 fields are left out where they have their fused-model values
+        (:data:`SERIES_DEFAULTS`), so those specs read as before the series existed.
+        """
         data = asdict(self)
+        if _series_of(self) == SERIES_DEFAULTS:
+            data = {k: v for k, v in data.items() if k not in SERIES_DEFAULTS}
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
     @classmethod
@@ -188,6 +233,7 @@ class FeatureSpec:
         _check_version(data.get("version"))
         if "target_classes" not in data and "valid_classes" in data:  # written before it existed
             data = {**data, "target_classes": data["valid_classes"]}
+        data = {**SERIES_DEFAULTS, **data}  # fused specs leave them out
         known = {f.name for f in fields(cls)}
         unknown, missing = sorted(set(data) - known), sorted(known - set(data))
         if unknown or missing:
@@ -204,6 +250,26 @@ def _check_version(version: object) -> None:
         raise InputError(
             f"feature spec version {version!r} is not supported: this lamap reads version "
             f"{FEATURES_VERSION}; use the lamap that wrote the checkpoint or retrain the model"
+        )
+
+
+def _series_of(spec: FeatureSpec) -> dict[str, Any]:
+    return {name: getattr(spec, name) for name in SERIES_DEFAULTS}
+
+
+def _check_series(at_steps: bool, window: object, passes: object) -> None:
+    for name, value in (("s1_window_days", window), ("s1_passes", passes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InputError(f"feature spec {name} must be an integer >= 0, got {value!r}")
+    if (window == 0) != (passes == 0):
+        raise InputError(
+            f"feature spec s1_window_days ({window}) and s1_passes ({passes}) must both be 0 "
+            "(no Sentinel-1 series) or both positive, e.g. 36 days and 6 passes"
+        )
+    if not at_steps and passes == 0:
+        raise InputError(
+            "feature spec has no Sentinel-1 input: set s1_at_steps (t-2, t-1, t) or a series "
+            "(s1_window_days and s1_passes)"
         )
 
 

@@ -67,7 +67,6 @@ import xarray as xr
 from lamap._inputs import DateLike, as_date
 from lamap.errors import InputError
 from lamap.feature_spec import (
-    ANGLES,
     DEFAULT_SPEC,
     FEATURES_VERSION,
     MODEL_INPUTS,
@@ -78,7 +77,8 @@ from lamap.feature_spec import (
     TARGETS,
     FeatureSpec,
 )
-from lamap.lai import SNAP_BANDS, snap_lai
+from lamap.lai import s2_lai
+from lamap.radar_series import series_variables
 
 if TYPE_CHECKING:
     from lamap.cube import TileCubes
@@ -311,64 +311,6 @@ def season(date: DateLike, *, spec: FeatureSpec = DEFAULT_SPEC) -> np.ndarray:
 # --------------------------------------------------------------------------- cubes to a dataset
 
 
-def s2_lai(s2: xr.DataArray) -> xr.DataArray:
-    """SNAP LAI (m²/m², unclipped, lazy) of a reflectance cube from :mod:`lamap.cube`.
-
-    One task per block (the network runs on each NumPy block), not one per operation.
-
-    Parameters
-    ----------
-    s2 : xarray.DataArray
-        Reflectance with dimensions ``band``, ``y``, ``x`` (and optionally others, e.g.
-        ``time``), the 8 SNAP bands, and ``view_zenith``, ``sun_zenith``,
-        ``relative_azimuth`` coordinates in degrees (per time step or scalar).
-
-    Returns
-    -------
-    xarray.DataArray
-        float32 LAI without the ``band`` dimension, with only ``y``/``x`` coordinates.
-
-    Raises
-    ------
-    InputError
-        If a dimension, band or angle coordinate is missing.
-    """
-    missing = [name for name in ANGLES if name not in s2.coords]
-    if missing or "band" not in s2.dims:
-        raise InputError(
-            f"s2 needs a band dimension and coordinates {list(ANGLES)} in degrees (as "
-            f"lamap.cube.s2_cube sets them); got dims {s2.dims}, "
-            f"coords {sorted(map(str, s2.coords))}"
-        )
-    angles = [_strip(s2[name]) for name in ANGLES]
-    bands = _strip(_snap_bands(s2))
-    if bands.chunks is not None:  # the network needs all bands of a pixel in one block
-        bands = bands.chunk({"band": -1})
-    lai = xr.apply_ufunc(
-        _snap_lai_f32, bands, *angles,
-        input_core_dims=[["band"], [], [], []],
-        dask="parallelized", output_dtypes=[np.float32],
-    )
-    return cast(xr.DataArray, lai)
-
-
-def _snap_lai_f32(reflectance: np.ndarray, view: np.ndarray, sun: np.ndarray,
-                  azimuth: np.ndarray) -> np.ndarray:
-    """One block of :func:`s2_lai`: NumPy in (band last), float32 out."""
-    return np.asarray(snap_lai(reflectance, view, sun, azimuth), dtype=np.float32)
-
-
-def _snap_bands(s2: xr.DataArray) -> xr.DataArray:
-    if "band" not in s2.coords:
-        if s2.sizes["band"] != len(SNAP_BANDS):
-            raise InputError(f"s2 has {s2.sizes['band']} bands, SNAP needs {list(SNAP_BANDS)}")
-        return s2
-    absent = sorted(set(SNAP_BANDS) - {str(b) for b in s2.indexes["band"]})
-    if absent:
-        raise InputError(f"s2 lacks bands {absent}: build the cube with lamap.cube.SNAP_BANDS")
-    return s2.sel(band=list(SNAP_BANDS))
-
-
 def _strip(arr: xr.DataArray) -> xr.DataArray:
     """Drop every coordinate but ``y`` and ``x`` (inputs are matched by position in time)."""
     return arr.drop_vars([name for name in arr.coords if name not in ("y", "x")])
@@ -431,12 +373,15 @@ def _flatten(arr: xr.DataArray, dim: str, labels: Sequence[str]) -> xr.DataArray
 def features_from_arrays(
     s2: xr.DataArray,
     scl: xr.DataArray,
-    s1: xr.DataArray,
+    s1: xr.DataArray | None,
     date: DateLike,
     s2_now: xr.DataArray | None = None,
     scl_now: xr.DataArray | None = None,
     *,
     spec: FeatureSpec = DEFAULT_SPEC,
+    s1_series: xr.DataArray | None = None,
+    series_days: Sequence[int] = (),
+    past_days: Sequence[int] = (),
 ) -> xr.Dataset:
     """Model inputs (and targets) from the cubes of one tile and date, lazily.
 
@@ -447,22 +392,30 @@ def features_from_arrays(
         (see :func:`s2_lai`).
     scl : xarray.DataArray
         SCL ``(time=2, y, x)`` at t-2, t-1.
-    s1 : xarray.DataArray
-        Backscatter in dB ``(time=3, band=[vv, vh], y, x)`` at t-2, t-1, D.
+    s1 : xarray.DataArray or None
+        Backscatter in dB ``(time=3, band=[vv, vh], y, x)`` at t-2, t-1, D; None when the
+        spec has no Sentinel-1 steps.
     date : datetime.date, numpy.datetime64 or str
         The date D.
     s2_now, scl_now : xarray.DataArray, optional
         Reflectance and SCL at D (``time`` of length 1, or no ``time``); both or neither.
     spec : FeatureSpec
         Feature parameters.
+    s1_series : xarray.DataArray, optional
+        Backscatter in dB ``(time, band, y, x)`` of the series' passes, oldest first (when the
+        spec has a series, :mod:`lamap.radar_series`).
+    series_days, past_days : sequence of int
+        Each series pass's day minus D; days from t-2 and t-1 to D (with a series).
 
     Returns
     -------
     xarray.Dataset
         ``s1``, ``lai``, ``masks``, ``season`` (see :data:`MODEL_INPUTS`) and ``s1_valid``
-        ``(y, x)`` (1 where all six S1 inputs exist); with S2 at D also ``target``,
-        ``target_mask`` and ``observed_lai``. Attributes: the spec as JSON under
-        :data:`SPEC_ATTR`, and ``date``. Nothing is computed.
+        ``(y, x)`` (1 where all six S1 inputs exist; with a series only, where any pass is
+        valid); with a series also ``s1_series``, ``s1_series_valid``, ``s1_days`` and
+        ``past_days``; with S2 at D also ``target``, ``target_mask`` and ``observed_lai``.
+        Attributes: the spec as JSON under :data:`SPEC_ATTR`, and ``date``. Nothing is
+        computed.
 
     Raises
     ------
@@ -475,28 +428,53 @@ def features_from_arrays(
     s2_dims = ("time", "band", "y", "x")
     lai_past = s2_lai(_check(s2, "s2", s2_dims, {"time": 2}))
     scl_past = _plain(scl, "scl", ("time", "y", "x"), {"time": 2})
-    s1_db = _plain(_s1_bands(s1), "s1", s2_dims, {"time": 3, "band": 2})
-    _check_pixels({"s2": lai_past, "scl": scl_past, "s1": s1_db})
-    variables = _input_variables(lai_past, scl_past, s1_db, day, spec)
+    cubes = {"s2": lai_past, "scl": scl_past}
+    if spec.s1_at_steps:
+        cubes["s1"] = _plain(_s1_bands(_needed(s1, "s1")), "s1", s2_dims, {"time": 3, "band": 2})
+    if spec.s1_series:
+        series = _needed(s1_series, "s1_series")
+        cubes["s1_series"] = _plain(_s1_bands(series), "s1_series", s2_dims, {"band": 2})
+    _check_pixels(cubes)
+    variables = _input_variables(lai_past, scl_past, cubes.get("s1"), day, spec)
+    if spec.s1_series:
+        variables |= _series_variables(cubes["s1_series"], series_days, past_days, spec)
     if s2_now is not None and scl_now is not None:
         variables |= _now_variables(s2_now, scl_now, lai_past, spec)
     attrs = {SPEC_ATTR: json.dumps(spec.to_dict()), "date": day.isoformat()}
     return xr.Dataset(variables, attrs=attrs)
 
 
-def _input_variables(lai: xr.DataArray, scl: xr.DataArray, s1: xr.DataArray, day: dt.date,
-                     spec: FeatureSpec) -> dict[str, xr.DataArray]:
+def _needed(cube: xr.DataArray | None, name: str) -> xr.DataArray:
+    if cube is None:
+        raise InputError(f"the feature spec takes {name} but none was given: build the cubes "
+                         "with lamap.cube.tile_cubes from a plan made for this spec")
+    return cube
+
+
+def _input_variables(lai: xr.DataArray, scl: xr.DataArray, s1: xr.DataArray | None,
+                     day: dt.date, spec: FeatureSpec) -> dict[str, xr.DataArray]:
     masks = scl_masks(scl, lai, spec=spec).rename(time="step")
-    finite = cast(xr.DataArray, np.isfinite(s1))
-    s1_valid = finite.all(dim=("time", "band")).astype(np.float32)
-    return {
-        "s1": _flatten(normalise_s1(s1, spec=spec), "s1_channel", spec.s1_labels),
+    variables = {} if s1 is None else {
+        "s1": _flatten(normalise_s1(s1, spec=spec), "s1_channel", spec.s1_labels)}
+    variables |= {
         "lai": _flatten(lai_channels(lai, scl, spec=spec), "lai_channel", spec.lai_labels),
         "masks": masks.assign_coords(step=list(PAST_STEPS)),
         "season": xr.DataArray(season(day, spec=spec), dims="season_channel",
                                coords={"season_channel": ["sin", "cos"]}),
-        "s1_valid": s1_valid,
     }
+    if s1 is not None:
+        finite = cast(xr.DataArray, np.isfinite(s1))
+        variables["s1_valid"] = finite.all(dim=("time", "band")).astype(np.float32)
+    return variables
+
+
+def _series_variables(s1: xr.DataArray, days: Sequence[int], past_days: Sequence[int],
+                      spec: FeatureSpec) -> dict[str, xr.DataArray]:
+    finite = cast(xr.DataArray, np.isfinite(s1)).all(dim="band")
+    variables = series_variables(normalise_s1(s1, spec=spec), finite, days, past_days, spec)
+    if not spec.s1_at_steps:  # any radar at all, as has_input reads it
+        variables["s1_valid"] = variables["s1_series_valid"].max("s1_pass")
+    return variables
 
 
 def _now_variables(s2_now: xr.DataArray, scl_now: xr.DataArray, ref: xr.DataArray,
@@ -523,8 +501,12 @@ def build_features(cubes: TileCubes, spec: FeatureSpec = DEFAULT_SPEC) -> xr.Dat
     xarray.Dataset
         As :func:`features_from_arrays`.
     """
+    steps = cubes.steps
+    past = ((steps.date - steps.t2.day).days, (steps.date - steps.t1.day).days)
     return features_from_arrays(cubes.s2, cubes.scl, cubes.s1, cubes.date,
-                                cubes.s2_now, cubes.scl_now, spec=spec)
+                                cubes.s2_now, cubes.scl_now, spec=spec,
+                                s1_series=cubes.s1_series, series_days=steps.series_days(),
+                                past_days=past)
 
 
 # --------------------------------------------------------------------------- to arrays

@@ -1,4 +1,4 @@
-"""Run the fused model over lazy feature cubes with ``dask.array.map_overlap``.
+"""Run a registered model over lazy feature cubes with ``dask.array.map_overlap``.
 
 Seamless by construction: every dask block is extended by a halo at least as wide as the
 network's receptive-field radius, a multiple of its down-sampling factor, and block
@@ -7,8 +7,15 @@ computed in one piece, to float tolerance (``tests/test_infer.py`` checks it).
 
 Inside a block the model sees windows of ``window`` pixels plus the halo, several
 windows stacked into one batch per call. The model reaches a worker once: tasks carry a
-:class:`ModelRef` (path and checksum), and the worker loads the checkpoint on first use
-and keeps it in a per-process cache.
+:class:`ModelRef` (path, checksum and architecture name), and the worker loads the
+checkpoint on first use and keeps it in a per-process cache.
+
+Which inputs a model takes comes from its architecture's declaration
+(:mod:`lamap.model.registry`): the spatial inputs are stacked into one ``(C, y, x)`` array in
+the declared order (:func:`stack_inputs`), the per-sample vectors (season, days) into one
+context vector (:func:`context_vector`); a block is unstacked on the worker by the network's
+``input_shapes()``. Blocks give two layers: the LAI and its spread (NaN for a model without
+one), both in m²/m².
 """
 
 from __future__ import annotations
@@ -25,22 +32,25 @@ from dask.base import tokenize
 
 from lamap.errors import InputError, LamapError
 from lamap.features import season as season_of
+from lamap.model.registry import FUSED_NAME, get_architecture
 
 __all__ = [
     "DEFAULT_BATCH",
     "DEFAULT_WINDOW",
     "PRECISIONS",
     "ModelRef",
+    "context_vector",
     "infer_block",
+    "observed_sd_of",
     "precision_for",
     "predict",
     "predict_array",
+    "predict_block",
     "stack_inputs",
 ]
 
 DEFAULT_WINDOW = 256
 DEFAULT_BATCH = 4
-N_CHANNELS = 6 + 2 + 12
 
 _CACHE: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
@@ -64,6 +74,11 @@ class ModelRef:
         Windows per model call.
     precision : {"auto", "float32", "bfloat16"}
         Arithmetic of the network (see :func:`precision_for`).
+    architecture : str
+        The checkpoint's architecture (its inputs' layout; :mod:`lamap.model.registry`).
+    observed_sd : float
+        The spread of an observed LAI, m²/m² (the label's own error scale the checkpoint
+        records; NaN when it records none).
     """
 
     path: str
@@ -72,13 +87,23 @@ class ModelRef:
     window: int = DEFAULT_WINDOW
     batch: int = DEFAULT_BATCH
     precision: str = "auto"
+    architecture: str = FUSED_NAME
+    observed_sd: float = float("nan")
 
     @classmethod
     def from_path(cls, path: str, **options: Any) -> ModelRef:
-        """Build a reference to the checkpoint at ``path``; its checksum is computed here, once."""
-        from lamap.model import file_sha256
+        """Build a reference to the checkpoint at ``path`` (checksum and architecture read here).
 
-        return cls(path=str(path), sha256=file_sha256(path), **options)
+        The model's window is capped at its architecture's ``max_window``.
+        """
+        from lamap.model import load_checkpoint
+
+        loaded = load_checkpoint(path)
+        arch = loaded.architecture
+        if arch.max_window is not None:
+            options["window"] = min(options.get("window", DEFAULT_WINDOW), arch.max_window)
+        return cls(path=str(path), sha256=loaded.sha256, architecture=arch.name,
+                   observed_sd=observed_sd_of(loaded), **options)
 
     def load(self) -> Any:
         """Return the loaded model, cached per process (one load per worker)."""
@@ -100,6 +125,12 @@ class ModelRef:
             )
         device = resolve_device(self.device)
         return set_layout(load_checkpoint(self.path, map_location=str(device)))
+
+
+def observed_sd_of(loaded: Any) -> float:
+    """Return the observed LAI's spread a checkpoint records (training summary), or NaN."""
+    value = ((loaded.training or {}).get("uncertainty") or {}).get("observed_sd")
+    return float("nan") if value is None else float(value)
 
 
 def set_layout(loaded: Any, *, channels_last: bool = True) -> Any:
@@ -179,18 +210,15 @@ def _match_torch_threads() -> None:
         torch.set_num_threads(threads)
 
 
-def stack_inputs(features: xr.Dataset) -> da.Array:
-    """Stack the model inputs into one ``(20, y, x)`` dask array, channels in one chunk.
+def stack_inputs(features: xr.Dataset, architecture: str = FUSED_NAME) -> da.Array:
+    """Stack an architecture's spatial inputs into one ``(C, y, x)`` dask array, C in a chunk.
 
-    Order: 6 S1 channels, 2 LAI channels, 2 × 6 mask channels (step-major).
+    In the declared order (the fused model: 6 S1 channels, 2 LAI channels, 2 × 6 mask
+    channels, step-major: 20 channels).
     """
-    masks = features["masks"].data
-    steps, classes = masks.shape[:2]
-    parts = [
-        _as_dask(features["s1"].data),
-        _as_dask(features["lai"].data),
-        _as_dask(masks).reshape(steps * classes, *masks.shape[2:]),
-    ]
+    names = get_architecture(architecture).spatial_inputs
+    parts = [_as_dask(features[name].data) for name in names]
+    parts = [part.reshape(-1, *part.shape[-2:]) for part in parts]
     stacked = da.concatenate(parts, axis=0).astype(np.float32).rechunk({0: -1})
     # one readable name for the whole feature assembly on the dashboard's task stream
     return stacked.map_blocks(
@@ -200,6 +228,34 @@ def stack_inputs(features: xr.Dataset) -> da.Array:
 
 def _identity(block: np.ndarray) -> np.ndarray:
     return block
+
+
+def context_vector(features: xr.Dataset, architecture: str = FUSED_NAME) -> np.ndarray:
+    """Concatenate an architecture's vector inputs (season, days) into one float32 vector.
+
+    A ``season`` missing from the features is computed from their ``date`` attribute.
+    """
+    names = get_architecture(architecture).vector_inputs
+    values = [season_of(str(features.attrs["date"])) if name == "season" and
+              name not in features else features[name].values for name in names]
+    return np.concatenate([np.asarray(v, dtype=np.float32).ravel() for v in values])
+
+
+def _unstack(model: Any, x: Any, context: Any) -> dict[str, Any]:
+    """Split stacked ``(B, C, H, W)`` inputs and a ``(B, K)`` context into the named inputs."""
+    arch = get_architecture(model.architecture)
+    shapes = model.input_shapes()
+    inputs, first = {}, 0
+    for name in arch.spatial_inputs:
+        size = int(np.prod(shapes[name]))
+        inputs[name] = x[:, first:first + size].reshape(x.shape[0], *shapes[name], *x.shape[2:])
+        first += size
+    first = 0
+    for name in arch.vector_inputs:
+        size = int(np.prod(shapes[name]))
+        inputs[name] = context[:, first:first + size].reshape(-1, *shapes[name])
+        first += size
+    return inputs
 
 
 def _as_dask(data: Any) -> da.Array:
@@ -212,24 +268,25 @@ def _windows(core: tuple[int, int], window: int) -> list[tuple[int, int]]:
     return [(r, c) for r in rows for c in cols]
 
 
-def predict_array(
+def predict_block(
     block: np.ndarray,
-    season: np.ndarray,
+    context: np.ndarray,
     halo: int,
     model: Any,
     *,
     window: int,
     batch: int,
     precision: str = "float32",
-) -> np.ndarray:
-    """Predict LAI/scale for the core of one block with a halo on every side.
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predict LAI/scale and its spread for the core of one block with a halo on every side.
 
     Parameters
     ----------
     block : numpy.ndarray
-        ``(20, h + 2·halo, w + 2·halo)`` stacked inputs.
-    season : numpy.ndarray
-        ``(2,)`` sin/cos of the day of year.
+        ``(C, h + 2·halo, w + 2·halo)`` stacked inputs (:func:`stack_inputs`).
+    context : numpy.ndarray
+        ``(K,)`` vector inputs (:func:`context_vector`; the fused model: sin/cos of the day
+        of year).
     halo : int
         Halo width in pixels (multiple of the down-sampling factor).
     model : LoadedModel
@@ -241,8 +298,10 @@ def predict_array(
 
     Returns
     -------
-    numpy.ndarray
-        ``(h, w)`` float32, the decoder's output on the LAI/scale scale.
+    lai : numpy.ndarray
+        ``(h, w)`` float32 on the LAI/scale scale.
+    sd : numpy.ndarray or None
+        ``(h, w)`` float32 spread on the same scale; None for a model without one.
     """
     import torch
 
@@ -263,8 +322,8 @@ def predict_array(
         for r in range(0, padded_shape[0], size[0])
         for c in range(0, padded_shape[1], size[1])
     ]
-    out = np.empty(padded_shape, dtype=np.float32)
-    season_t = torch.as_tensor(season, dtype=torch.float32, device=device)
+    out = {"lai": np.empty(padded_shape, dtype=np.float32)}
+    context_t = torch.as_tensor(context, dtype=torch.float32, device=device)
     for first in range(0, len(starts), batch):
         group = starts[first : first + batch]
         tiles = np.stack(
@@ -274,16 +333,23 @@ def predict_array(
         with torch.inference_mode(), torch.autocast(
             device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"
         ):
-            pred = net(
-                x[:, :6],
-                x[:, 6:8],
-                x[:, 8:].reshape(len(group), 2, 6, *x.shape[2:]),
-                season_t.expand(len(group), 2),
-            ).lai
-        result = pred[:, 0, halo : halo + size[0], halo : halo + size[1]].float().cpu().numpy()
-        for (r, c), values in zip(group, result, strict=True):
-            out[r : r + size[0], c : c + size[1]] = values
-    return out[: core[0], : core[1]]
+            pred = net.outputs(**_unstack(net, x, context_t.expand(len(group), -1)))
+        for name in ("lai", "sd"):
+            if name not in pred:
+                continue
+            values = pred[name][:, 0, halo : halo + size[0], halo : halo + size[1]]
+            layer = out.setdefault(name, np.empty(padded_shape, dtype=np.float32))
+            for (r, c), part in zip(group, values.float().cpu().numpy(), strict=True):
+                layer[r : r + size[0], c : c + size[1]] = part
+    sd = out.get("sd")
+    return out["lai"][: core[0], : core[1]], None if sd is None else sd[: core[0], : core[1]]
+
+
+def predict_array(block: np.ndarray, context: np.ndarray, halo: int, model: Any, *,
+                  window: int, batch: int, precision: str = "float32") -> np.ndarray:
+    """Predict LAI/scale for the core of one block: the ``lai`` of :func:`predict_block`."""
+    return predict_block(block, context, halo, model, window=window, batch=batch,
+                         precision=precision)[0]
 
 
 def _round4(value: int) -> int:
@@ -291,21 +357,23 @@ def _round4(value: int) -> int:
 
 
 def infer_block(
-    block: np.ndarray, *, ref: ModelRef, season: np.ndarray, halo: int, scale: float
+    block: np.ndarray, *, ref: ModelRef, context: np.ndarray, halo: int, scale: float
 ) -> np.ndarray:
-    """Model LAI (m²/m²) of one block's core, ``(1, h, w)``; zeros where there is no input.
+    """Model LAI and spread (m²/m²) of one block's core, ``(2, h, w)``; 0 where no input.
 
-    The model is loaded once per worker process (:meth:`ModelRef.load`).
+    The spread is NaN for a model without one. The model is loaded once per worker process
+    (:meth:`ModelRef.load`).
     """
-    core = (1, block.shape[1] - 2 * halo, block.shape[2] - 2 * halo)
-    if not (np.any(block[:6]) or np.any(block[8:])):
+    core = (2, block.shape[1] - 2 * halo, block.shape[2] - 2 * halo)
+    if not np.any(block):
         return np.zeros(core, dtype=np.float32)  # no radar, no valid past: nothing to infer
     model = ref.load()
     _match_torch_threads()  # every call: the model may have been loaded outside a task
     precision = precision_for(model, ref.precision)
-    lai = predict_array(block, season, halo, model, window=ref.window, batch=ref.batch,
-                        precision=precision)  # fmt: skip
-    return (lai * np.float32(scale))[None]
+    lai, sd = predict_block(block, context, halo, model, window=ref.window, batch=ref.batch,
+                            precision=precision)  # fmt: skip
+    spread = np.full_like(lai, np.nan) if sd is None else sd
+    return (np.stack([lai, spread]) * np.float32(scale)).astype(np.float32)
 
 
 def predict(
@@ -315,7 +383,8 @@ def predict(
     halo: int,
     lai_scale: float = 5.0,
     gpu_resource: bool = False,
-) -> xr.DataArray:
+    with_sd: bool = False,
+) -> Any:
     """Model LAI (m²/m², unclipped) over the features' pixels, lazily.
 
     Parameters
@@ -332,22 +401,25 @@ def predict(
         The features' LAI scale (the model predicts LAI / scale).
     gpu_resource : bool
         Annotate the inference tasks with ``resources={"GPU": 1}``.
+    with_sd : bool
+        Return a Dataset with ``lai`` and ``lai_sd`` (the spread; NaN for a model without).
 
     Returns
     -------
-    xarray.DataArray
-        ``(y, x)`` float32 LAI. Only the pixels at least ``halo`` from the edge of the
-        features equal a one-piece computation (the caller's cube has that margin).
+    xarray.DataArray or xarray.Dataset
+        ``(y, x)`` float32 LAI (and its spread). Only the pixels at least ``halo`` from the
+        edge of the features equal a one-piece computation (the caller's cube has that
+        margin).
 
     Raises
     ------
     InputError
         If the halo is not a multiple of 4 or wider than a block.
     """
-    stacked = stack_inputs(features)
+    stacked = stack_inputs(features, ref.architecture)
     _check_halo(stacked, halo)
-    season = np.asarray(season_of(str(features.attrs["date"])), dtype=np.float32)
-    name = f"lamap-infer-{tokenize(stacked.name, ref, halo, lai_scale)}"
+    context = context_vector(features, ref.architecture)
+    name = f"lamap-infer-{tokenize(stacked.name, ref, halo, lai_scale, context)}"
     annotations = {"resources": {"GPU": 1}} if gpu_resource else {}
     with dask.annotate(**annotations):
         out = da.map_overlap(
@@ -356,17 +428,20 @@ def predict(
             depth={0: 0, 1: halo, 2: halo},
             boundary=0,
             trim=False,
-            chunks=((1,), *stacked.chunks[1:]),
+            chunks=((2,), *stacked.chunks[1:]),
             dtype=np.float32,
             name=name,
             meta=np.empty((0, 0, 0), dtype=np.float32),
             ref=ref,
-            season=season,
+            context=context,
             halo=halo,
             scale=float(lai_scale),
         )
-    lai = out[0]
-    return xr.DataArray(lai, dims=("y", "x"), coords={"y": features.y, "x": features.x}, name="lai")
+    coords = {"y": features.y, "x": features.x}
+    lai = xr.DataArray(out[0], dims=("y", "x"), coords=coords, name="lai")
+    if not with_sd:
+        return lai
+    return xr.Dataset({"lai": lai, "lai_sd": xr.DataArray(out[1], dims=("y", "x"), coords=coords)})
 
 
 def _check_halo(stacked: da.Array, halo: int) -> None:

@@ -15,13 +15,17 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
+import xarray as xr
 
 from lamap.errors import InputError
 
-__all__ = ["SNAP_BANDS", "SnapNetwork", "snap_lai", "snap_network"]
+__all__ = ["SNAP_BANDS", "SnapNetwork", "s2_lai", "snap_lai", "snap_network"]
+
+#: Angle coordinates of a reflectance cube, in the order :func:`snap_lai` takes them.
+_ANGLES = ("view_zenith", "sun_zenith", "relative_azimuth")
 
 #: Band order of the reflectance's last axis.
 SNAP_BANDS: tuple[str, ...] = ("B03", "B04", "B05", "B06", "B07", "B8A", "B11", "B12")
@@ -139,3 +143,69 @@ def _band(reflectance: Any, index: int) -> Any:
     if hasattr(reflectance, "isel") and hasattr(reflectance, "dims"):
         return reflectance.isel({reflectance.dims[-1]: index}, drop=True)
     return reflectance[..., index]
+
+
+# --------------------------------------------------------------------------- cubes
+
+
+def s2_lai(s2: xr.DataArray) -> xr.DataArray:
+    """SNAP LAI (m²/m², unclipped, lazy) of a reflectance cube from :mod:`lamap.cube`.
+
+    One task per block (the network runs on each NumPy block), not one per operation.
+
+    Parameters
+    ----------
+    s2 : xarray.DataArray
+        Reflectance with dimensions ``band``, ``y``, ``x`` (and optionally others, e.g.
+        ``time``), the 8 SNAP bands, and ``view_zenith``, ``sun_zenith``,
+        ``relative_azimuth`` coordinates in degrees (per time step or scalar).
+
+    Returns
+    -------
+    xarray.DataArray
+        float32 LAI without the ``band`` dimension, with only ``y``/``x`` coordinates.
+
+    Raises
+    ------
+    InputError
+        If a dimension, band or angle coordinate is missing.
+    """
+    missing = [name for name in _ANGLES if name not in s2.coords]
+    if missing or "band" not in s2.dims:
+        raise InputError(
+            f"s2 needs a band dimension and coordinates {list(_ANGLES)} in degrees (as "
+            f"lamap.cube.s2_cube sets them); got dims {s2.dims}, "
+            f"coords {sorted(map(str, s2.coords))}"
+        )
+    angles = [_yx_only(s2[name]) for name in _ANGLES]
+    bands = _yx_only(_snap_bands(s2))
+    if bands.chunks is not None:  # the network needs all bands of a pixel in one block
+        bands = bands.chunk({"band": -1})
+    lai = xr.apply_ufunc(
+        _snap_lai_f32, bands, *angles,
+        input_core_dims=[["band"], [], [], []],
+        dask="parallelized", output_dtypes=[np.float32],
+    )
+    return cast(xr.DataArray, lai)
+
+
+def _snap_lai_f32(reflectance: np.ndarray, view: np.ndarray, sun: np.ndarray,
+                  azimuth: np.ndarray) -> np.ndarray:
+    """One block of :func:`s2_lai`: NumPy in (band last), float32 out."""
+    return np.asarray(snap_lai(reflectance, view, sun, azimuth), dtype=np.float32)
+
+
+def _snap_bands(s2: xr.DataArray) -> xr.DataArray:
+    if "band" not in s2.coords:
+        if s2.sizes["band"] != len(SNAP_BANDS):
+            raise InputError(f"s2 has {s2.sizes['band']} bands, SNAP needs {list(SNAP_BANDS)}")
+        return s2
+    absent = sorted(set(SNAP_BANDS) - {str(b) for b in s2.indexes["band"]})
+    if absent:
+        raise InputError(f"s2 lacks bands {absent}: build the cube with lamap.cube.SNAP_BANDS")
+    return s2.sel(band=list(SNAP_BANDS))
+
+
+def _yx_only(arr: xr.DataArray) -> xr.DataArray:
+    """Drop every coordinate but ``y`` and ``x`` (inputs are matched by position in time)."""
+    return arr.drop_vars([name for name in arr.coords if name not in ("y", "x")])

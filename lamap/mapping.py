@@ -34,7 +34,7 @@ from lamap.cube import CubeWindow, tile_cubes
 from lamap.errors import InputError, SyntheticModelWarning
 from lamap.features import FeatureSpec, build_features
 from lamap.grid import DEFAULT_GRID, Grid, Tile, Window, get_grid, resolve_grid
-from lamap.infer import DEFAULT_BATCH, PRECISIONS, ModelRef, predict
+from lamap.infer import DEFAULT_BATCH, PRECISIONS, ModelRef, observed_sd_of, predict
 from lamap.output_stac import write_collection
 from lamap.preflight import check_device, check_workers, find_target, with_input
 from lamap.runner import DEFAULT_RETRIES, RunContext, run_tiles
@@ -185,10 +185,11 @@ class MapReport:
 
 
 def _search(
-    source: str, tiles: Sequence[Tile], date: dt.date, options: MapOptions
+    source: str, tiles: Sequence[Tile], date: dt.date, options: MapOptions, spec: FeatureSpec
 ) -> tuple[CatalogProfile, SearchResult]:
     start, end = search_window(
-        [date], lookback_days=options.lookback_days, s1_tolerance_days=options.s1_tolerance_days
+        [date], lookback_days=options.lookback_days, s1_tolerance_days=options.s1_tolerance_days,
+        s1_window_days=spec.s1_window_days,
     )
     with open_catalog(source) as profile:
         return profile, search(profile, _envelope(tiles), start, end)
@@ -280,13 +281,17 @@ def _model_ref(
             SyntheticModelWarning,
             stacklevel=3,
         )
+    arch = loaded.architecture
+    window = model_window(grid, options.window)
     ref = ModelRef(
         path=str(path),
         sha256=loaded.sha256,
         device=options.device,
-        window=model_window(grid, options.window),
+        window=min(window, arch.max_window) if arch.max_window else window,
         batch=options.batch,
         precision=options.precision,
+        architecture=arch.name,
+        observed_sd=observed_sd_of(loaded),
     )
     return ref, loaded
 
@@ -371,12 +376,13 @@ def map_lai(
     halo = options.halo if options.halo is not None else _halo(loaded)
     _check_halo(halo)
     check_device(options.device, local=runs_locally(cluster))
-    profile, result = _search(catalog, todo, day, options)
-    plans = iter_plans(SceneIndex.from_result(result), todo, day, options.plan_options())
+    profile, result = _search(catalog, todo, day, options, spec)
+    plan_options = options.plan_options().with_spec(spec)
+    plans = iter_plans(SceneIndex.from_result(result), todo, day, plan_options)
     if not report.skipped:  # a date without input anywhere is refused, the store untouched
         plans = with_input(plans, day, len(todo))
     model_info = {"path": ref.path, "sha256": ref.sha256, "lamap_version": loaded.lamap_version,
-                  "precision": ref.precision}  # fmt: skip
+                  "precision": ref.precision, "architecture": ref.architecture}  # fmt: skip
     with get_client(cluster, device=options.device) as client:
         workers = check_workers(client, options.device)
         gpu = gpu_resource(client, options.device)  # fails fast before the store changes
@@ -421,6 +427,7 @@ def plan_map(
     resolution: float | None = None,
     options: MapOptions | None = None,
     progress: Progress | None = None,
+    model: str | os.PathLike[str] | None = None,
 ) -> PlanSummary:
     """Plan a map run without reading a pixel or changing anything (``--dry-run``).
 
@@ -433,6 +440,9 @@ def plan_map(
         does not exist is not created.
     progress : callable, optional
         Receives a ``"tiles"`` step event every 1,000 tiles planned.
+    model : path-like, optional
+        The checkpoint whose inputs to plan (its Sentinel-1 steps or series); default: the
+        fused model's.
 
     Returns
     -------
@@ -449,10 +459,12 @@ def plan_map(
     summary = PlanSummary(day, done=len(tiles) - len(todo))
     if not todo:
         return summary
-    _profile, result = _search(catalog, todo, day, options)
+    spec = _model_spec(model)
+    _profile, result = _search(catalog, todo, day, options, spec)
     started = time.perf_counter()
     index = SceneIndex.from_result(result)
-    for count, plan in enumerate(iter_plans(index, todo, day, options.plan_options()), 1):
+    plan_options = options.plan_options().with_spec(spec)
+    for count, plan in enumerate(iter_plans(index, todo, day, plan_options), 1):
         summary.add(plan)
         if count % 1000 == 0:
             say.step("tiles", count, len(todo), f"planned {count}/{len(todo)} tiles")
@@ -533,6 +545,14 @@ def _check_halo(halo: int) -> None:
 def _exists(out: str | os.PathLike[str]) -> bool:
     """Whether a complete lamap store is at ``out`` (a half-created one does not count)."""
     return probe(normalise_url(out), {}, STORE_NODES) == "complete"
+
+
+def _model_spec(model: str | os.PathLike[str] | None) -> FeatureSpec:
+    if model is None:
+        return FeatureSpec()
+    from lamap.model import load_checkpoint
+
+    return FeatureSpec.from_dict(load_checkpoint(model).feature_spec)
 
 
 def _halo(loaded: Any) -> int:

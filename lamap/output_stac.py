@@ -99,6 +99,11 @@ def _variables() -> dict[str, Any]:
                            "NaN where there is no estimate",
             "extent": list(LAI_VALID_RANGE), "nodata": "nan", "data_type": "float32",
         },
+        "lai_sd": {
+            "type": "auxiliary", "dimensions": ["time", "y", "x"], "unit": "m2 m-2",
+            "description": "standard error of lai (one standard deviation), NaN where unknown",
+            "nodata": "nan", "data_type": "float32",
+        },
         "source": {
             "type": "auxiliary", "dimensions": ["time", "y", "x"],
             "description": f"where each LAI value comes from: {flags}",

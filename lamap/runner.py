@@ -143,7 +143,8 @@ def _infer_task(block: Any, ref: ModelRef, lai_scale: float, window: Window) -> 
 
 def _write_task(writer: BlockWriter, window: Window, result: BlockResult | None) -> Window:
     done = result if result is not None else no_input_block(window)
-    return _staged("writing", window, lambda: writer.write(window, done.lai, done.source))
+    return _staged("writing", window,
+                   lambda: writer.write(window, done.lai, done.source, done.lai_sd))
 
 
 def _overview_task(
@@ -188,7 +189,7 @@ def submit_tile(client: Any, plan: TilePlan, ctx: RunContext) -> tuple[Any, list
         resources = {"GPU": 1} if ctx.gpu else None
         for i, window in enumerate(windows):
             job = BlockJob(steps, s2, s1, tile.grid, window, ctx.halo, ctx.spec, ctx.signer,
-                           ctx.exact_warp)
+                           ctx.exact_warp, ctx.ref.architecture)
             inputs = client.submit(
                 _features_task, job, key=f"lamap-inputs-{key}-{i}", retries=ctx.retries
             )
@@ -312,7 +313,7 @@ def _settle(
     try:  # no half tile: its shards read as "no input" until a rerun maps it
         for window in block_windows(plan.tile.grid, plan.tile.window):
             empty = no_input_block(window)
-            ctx.writer.write(window, empty.lai, empty.source)
+            ctx.writer.write(window, empty.lai, empty.source, empty.lai_sd)
         if ctx.pyramid is not None:  # and so do the overviews above it
             ctx.pyramid.update(plan.tile.window, tile_id)
     except Exception:  # noqa: BLE001 - the tile is recorded as failed either way

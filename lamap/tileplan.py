@@ -16,12 +16,13 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import shapely
 
 from lamap.catalog import S1Scene, S2Scene, SearchResult, as_geometry
+from lamap.feature_spec import FeatureSpec
 from lamap.grid import Tile
 from lamap.timesteps import (
     DEFAULT_LOOKBACK_DAYS,
@@ -37,11 +38,23 @@ __all__ = ["PlanOptions", "PlanSummary", "SceneIndex", "TilePlan", "iter_plans",
 
 @dataclass(frozen=True)
 class PlanOptions:
-    """The planner's options (see :func:`lamap.timesteps.plan_time_steps`)."""
+    """The planner's options (see :func:`lamap.timesteps.plan_time_steps`).
+
+    The Sentinel-1 choice (``s1_steps``, ``s1_window_days``, ``s1_passes``) comes from the
+    model's feature spec (:meth:`with_spec`).
+    """
 
     lookback_days: int = DEFAULT_LOOKBACK_DAYS
     s1_tolerance_days: int = DEFAULT_S1_TOLERANCE_DAYS
     min_coverage: float = DEFAULT_MIN_COVERAGE
+    s1_steps: bool = True
+    s1_window_days: int = 0
+    s1_passes: int = 0
+
+    def with_spec(self, spec: FeatureSpec) -> PlanOptions:
+        """Return these options with the Sentinel-1 inputs the feature spec asks for."""
+        return replace(self, s1_steps=spec.s1_at_steps, s1_window_days=spec.s1_window_days,
+                       s1_passes=spec.s1_passes)
 
 
 class SceneIndex:
@@ -136,6 +149,9 @@ def plan_tile(
         s1_tolerance_days=options.s1_tolerance_days,
         min_coverage=options.min_coverage,
         tile_id=tile.id,
+        s1_steps=options.s1_steps,
+        s1_window_days=options.s1_window_days,
+        s1_series_passes=options.s1_passes,
     )
     return TilePlan(tile, steps, s2, s1)
 

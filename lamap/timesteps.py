@@ -8,7 +8,11 @@ For a requested date D the fused model takes (DESIGN.md, "Time"):
   reads clouds from the SCL masks, it does not need clear pasts.
 * **t** (observed): the Sentinel-2 scenes of D itself, if any, for the observed LAI.
 * **S1 at t-2, t-1, D**: the Sentinel-1 pass (all slices of one orbit over the footprint)
-  nearest to each step, within ``s1_tolerance_days``.
+  nearest to each step, within ``s1_tolerance_days`` (``s1_steps``; the fused model's).
+* **The S1 series** (``s1_window_days``, ``s1_passes``; models such as ``li2025``): the
+  most recent ``s1_passes`` passes in ``[D - s1_window_days, D]``, both orbit directions,
+  oldest first. Fewer passes are fine (the features mask the missing ones); none is "no
+  input".
 
 Defaults, and why:
 
@@ -52,6 +56,7 @@ from shapely.geometry.base import BaseGeometry
 from lamap._inputs import as_date
 from lamap.catalog import FootprintLike, S1Scene, S2Scene, as_geometry
 from lamap.errors import InputError, NoInputError
+from lamap.plan_messages import describe_area, s1_reason, s2_reason, series_reason
 
 __all__ = [
     "DEFAULT_LOOKBACK_DAYS",
@@ -64,6 +69,7 @@ __all__ = [
     "plan_time_steps",
     "s1_passes",
     "s2_days",
+    "choose_series",
     "search_window",
     "select_scenes",
 ]
@@ -181,25 +187,32 @@ class TimeSteps:
         The two most recent Sentinel-2 days strictly before D, ``t2.day < t1.day < date``.
     observed : S2Day or None
         Sentinel-2 scenes of D itself (observed LAI), if any.
-    s1 : tuple of 3 S1Pass
-        The Sentinel-1 pass for t-2, t-1 and D.
+    s1 : tuple of S1Pass
+        The Sentinel-1 pass for t-2, t-1 and D; empty when the steps are not asked for.
     lookback_days, s1_tolerance_days : int
         Options used.
     min_coverage : float
         Option used.
+    s1_window_days, s1_passes : int
+        Options of the Sentinel-1 series (0: no series).
+    s1_series : tuple of S1Pass
+        The series' passes, oldest first, all in ``[date - s1_window_days, date]``.
     """
 
     date: dt.date
     t2: S2Day
     t1: S2Day
     observed: S2Day | None
-    s1: tuple[S1Pass, S1Pass, S1Pass]
+    s1: tuple[S1Pass, ...]
     lookback_days: int = DEFAULT_LOOKBACK_DAYS
     s1_tolerance_days: int = DEFAULT_S1_TOLERANCE_DAYS
     min_coverage: float = DEFAULT_MIN_COVERAGE
+    s1_window_days: int = 0
+    s1_passes: int = 0
+    s1_series: tuple[S1Pass, ...] = ()
 
     def __post_init__(self) -> None:
-        """Check the order of the days."""
+        """Check the order of the days and the Sentinel-1 choice."""
         if not self.t2.day < self.t1.day < self.date:
             raise InputError(
                 f"time steps must satisfy t-2 < t-1 < D, got {self.t2.day}, {self.t1.day}, "
@@ -207,6 +220,14 @@ class TimeSteps:
             )
         if self.observed is not None and self.observed.day != self.date:
             raise InputError(f"observed day {self.observed.day} is not the date {self.date}")
+        if len(self.s1) not in (0, len(STEPS)) or len(self.s1_series) > self.s1_passes:
+            raise InputError(
+                f"time steps need 0 or 3 S1 steps and at most s1_passes={self.s1_passes} "
+                f"series passes, got {len(self.s1)} and {len(self.s1_series)}"
+            )
+        first = self.date - dt.timedelta(days=self.s1_window_days)
+        if any(not first <= p.day <= self.date for p in self.s1_series):
+            raise InputError(f"S1 series passes must lie in [{first}, {self.date}]")
 
     @property
     def s2_item_ids(self) -> tuple[str, ...]:
@@ -216,40 +237,52 @@ class TimeSteps:
 
     @property
     def s1_item_ids(self) -> tuple[str, ...]:
-        """Every Sentinel-1 item used, without repeats, in step order."""
-        return tuple(dict.fromkeys(i for p in self.s1 for i in p.item_ids))
+        """Every Sentinel-1 item used, without repeats, in step order then series order."""
+        passes = (*self.s1, *self.s1_series)
+        return tuple(dict.fromkeys(i for p in passes for i in p.item_ids))
+
+    def series_days(self) -> tuple[int, ...]:
+        """Days from D to each series pass (``pass day - D``, at most 0), oldest first."""
+        return tuple((p.day - self.date).days for p in self.s1_series)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (``json.dumps`` works on it)."""
-        return {
+        """JSON-ready form (``json.dumps`` works on it); the series only where there is one."""
+        data: dict[str, Any] = {
             "date": self.date.isoformat(),
             "s2": {
                 "t-2": self.t2.to_dict(),
                 "t-1": self.t1.to_dict(),
                 "t": None if self.observed is None else self.observed.to_dict(),
             },
-            "s1": {step: p.to_dict() for step, p in zip(STEPS, self.s1, strict=True)},
+            "s1": {step: p.to_dict() for step, p in zip(STEPS, self.s1, strict=False)},
             "options": {
                 "lookback_days": self.lookback_days,
                 "s1_tolerance_days": self.s1_tolerance_days,
                 "min_coverage": self.min_coverage,
             },
         }
+        if self.s1_passes:
+            data["s1_series"] = [p.to_dict() for p in self.s1_series]
+            data["options"] |= {"s1_window_days": self.s1_window_days,
+                                "s1_passes": self.s1_passes}
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TimeSteps:
         """Inverse of :meth:`to_dict`."""
         s2, s1, options = data["s2"], data["s1"], data["options"]
-        passes = tuple(S1Pass.from_dict(s1[step]) for step in STEPS)
         return cls(
             date=dt.date.fromisoformat(data["date"]),
             t2=S2Day.from_dict(s2["t-2"]),
             t1=S2Day.from_dict(s2["t-1"]),
             observed=None if s2["t"] is None else S2Day.from_dict(s2["t"]),
-            s1=(passes[0], passes[1], passes[2]),
+            s1=tuple(S1Pass.from_dict(s1[step]) for step in STEPS if step in s1),
             lookback_days=int(options["lookback_days"]),
             s1_tolerance_days=int(options["s1_tolerance_days"]),
             min_coverage=float(options["min_coverage"]),
+            s1_window_days=int(options.get("s1_window_days", 0)),
+            s1_passes=int(options.get("s1_passes", 0)),
+            s1_series=tuple(S1Pass.from_dict(p) for p in data.get("s1_series", [])),
         )
 
 
@@ -370,6 +403,9 @@ def plan_time_steps(
     s1_tolerance_days: int = DEFAULT_S1_TOLERANCE_DAYS,
     min_coverage: float = DEFAULT_MIN_COVERAGE,
     tile_id: str | None = None,
+    s1_steps: bool = True,
+    s1_window_days: int = 0,
+    s1_series_passes: int = 0,
 ) -> TimeSteps | NoInput:
     """Choose t-2, t-1 and the Sentinel-1 passes for one tile and date (see module doc).
 
@@ -389,6 +425,11 @@ def plan_time_steps(
         Fraction of the footprint a day or pass must cover, in [0, 1]; 0 takes any overlap.
     tile_id : str, optional
         Names the tile in messages.
+    s1_steps : bool
+        Choose the Sentinel-1 pass nearest to t-2, t-1 and D (the fused model's).
+    s1_window_days, s1_series_passes : int
+        Choose the Sentinel-1 series too: the latest ``s1_series_passes`` passes in
+        ``[D - s1_window_days, D]`` (0: none).
 
     Returns
     -------
@@ -402,27 +443,59 @@ def plan_time_steps(
     """
     when = as_date(date)
     _check_options(lookback_days, s1_tolerance_days, min_coverage)
+    _check_series(s1_steps, s1_window_days, s1_series_passes)
     s2_scenes = tuple(s2_scenes)
     area = _data_area(as_geometry(footprint), s2_scenes)
-    where = _describe(area, tile_id)
+    where = describe_area(area, tile_id)
     days = s2_days(s2_scenes, area)
     earliest = when - dt.timedelta(days=lookback_days)
     window = [d for d in days if earliest <= d.day < when]
     usable = [d for d in window if d.coverage >= min_coverage and d.coverage > 0]
     if len(usable) < 2:
-        reason = _s2_reason(when, days, window, usable, where, lookback_days, min_coverage)
+        reason = s2_reason(when, days, window, usable, where, lookback_days, min_coverage)
         return NoInput(when, "sentinel-2", reason)
     t2, t1 = usable[-2], usable[-1]
     observed = next((d for d in days if d.day == when), None)
     passes = [p for p in s1_passes(s1_scenes, area) if p.coverage >= min_coverage]
     steps = (t2.day, t1.day, when)
-    chosen = _choose_s1(passes, steps, s1_tolerance_days)
+    chosen = _choose_s1(passes, steps, s1_tolerance_days) if s1_steps else []
     if None in chosen:
         gap = chosen.index(None)
-        reason = _s1_reason(STEPS[gap], steps[gap], passes, where, s1_tolerance_days, min_coverage)
+        reason = s1_reason(STEPS[gap], steps[gap], passes, where, s1_tolerance_days, min_coverage)
         return NoInput(when, "sentinel-1", reason)
-    s1 = cast(tuple[S1Pass, S1Pass, S1Pass], tuple(chosen))
-    return TimeSteps(when, t2, t1, observed, s1, lookback_days, s1_tolerance_days, min_coverage)
+    series = choose_series(passes, when, s1_window_days, s1_series_passes)
+    if s1_series_passes and not series:
+        return NoInput(when, "sentinel-1",
+                       series_reason(when, passes, where, s1_window_days, min_coverage))
+    s1 = cast(tuple[S1Pass, ...], tuple(chosen))
+    return TimeSteps(when, t2, t1, observed, s1, lookback_days, s1_tolerance_days, min_coverage,
+                     s1_window_days, s1_series_passes, series)
+
+
+def choose_series(passes: Sequence[S1Pass], when: dt.date, window_days: int,
+                  count: int) -> tuple[S1Pass, ...]:
+    """Return the latest ``count`` passes in ``[when - window_days, when]``, oldest first.
+
+    Parameters
+    ----------
+    passes : sequence of S1Pass
+        Candidate passes (any order).
+    when : datetime.date
+        The date D.
+    window_days, count : int
+        The series window and its number of passes (0: no series).
+
+    Returns
+    -------
+    tuple of S1Pass
+        At most ``count``; fewer (or none) where the window has fewer.
+    """
+    if count == 0:
+        return ()
+    first = when - dt.timedelta(days=window_days)
+    inside = sorted((p for p in passes if first <= p.day <= when),
+                    key=lambda p: (p.datetime, p.item_ids))
+    return tuple(inside[-count:])
 
 
 def _data_area(area: BaseGeometry, scenes: Sequence[S2Scene]) -> BaseGeometry:
@@ -484,10 +557,12 @@ def search_window(
     *,
     lookback_days: int = DEFAULT_LOOKBACK_DAYS,
     s1_tolerance_days: int = DEFAULT_S1_TOLERANCE_DAYS,
+    s1_window_days: int = 0,
 ) -> tuple[dt.date, dt.date]:
     """Return the one search window that covers every input the dates can need.
 
-    ``[min(D) - lookback_days - s1_tolerance_days, max(D) + s1_tolerance_days]``.
+    ``[min(D) - max(lookback_days + s1_tolerance_days, s1_window_days),
+    max(D) + s1_tolerance_days]``.
 
     Raises
     ------
@@ -498,69 +573,19 @@ def search_window(
     if not parsed:
         raise InputError("search_window needs at least one date")
     _check_options(lookback_days, s1_tolerance_days, 0.0)
-    start = min(parsed) - dt.timedelta(days=lookback_days + s1_tolerance_days)
+    back = max(lookback_days + s1_tolerance_days, s1_window_days)
+    start = min(parsed) - dt.timedelta(days=back)
     return start, max(parsed) + dt.timedelta(days=s1_tolerance_days)
 
 
-# --------------------------------------------------------------------------- messages
-
-
-def _s2_reason(
-    when: dt.date,
-    days: Sequence[S2Day],
-    window: Sequence[S2Day],
-    usable: Sequence[S2Day],
-    where: str,
-    lookback: int,
-    min_coverage: float,
-) -> str:
-    since = when - dt.timedelta(days=lookback)
-    found = ", ".join(str(d.day) for d in usable) or "none"
-    parts = [
-        f"need two Sentinel-2 acquisition days strictly before {when} within {lookback} days "
-        f"(since {since}) over {where}; found {len(usable)}: {found}"
-    ]
-    partial = [d for d in window if d not in usable]
-    if partial:
-        listed = ", ".join(f"{d.day} ({d.coverage:.0%})" for d in partial)
-        more = "1 more day covers" if len(partial) == 1 else f"{len(partial)} more days cover"
-        parts.append(f"{more} less than {min_coverage:.0%} of it: {listed}")
-    older = [d for d in days if d.day < since]
-    if older:
-        parts.append(f"the nearest older day is {older[-1].day}")
-    fixes = "increase lookback_days (--lookback)"
-    if partial:
-        fixes += ", lower min_coverage (--min-coverage)"
-    return "; ".join(parts) + f". Fix: {fixes} or choose a later date."
-
-
-def _s1_reason(
-    step_name: str,
-    step: dt.date,
-    passes: Sequence[S1Pass],
-    where: str,
-    tolerance: int,
-    min_coverage: float,
-) -> str:
-    base = (
-        f"no Sentinel-1 pass covering at least {min_coverage:.0%} of {where} within "
-        f"±{tolerance} days of {step} ({step_name})"
-    )
-    if passes:
-        nearest = min(passes, key=lambda p: (abs((p.day - step).days), p.datetime))
-        gap = abs((nearest.day - step).days)
-        base += f"; the nearest is {nearest.day} ({gap} days away)"
-    else:
-        base += "; the search found no usable pass over it"
-    return base + ". Fix: increase s1_tolerance_days (--s1-tolerance) or choose another date."
-
-
-def _describe(area: BaseGeometry, tile_id: str | None) -> str:
-    if tile_id is not None:
-        return f"tile {tile_id}"
-    if area.geom_type == "Point":
-        return f"point ({area.x:.4f}, {area.y:.4f})"
-    return "bbox (" + ", ".join(f"{v:.4f}" for v in area.bounds) + ")"
+def _check_series(steps: bool, window_days: int, passes: int) -> None:
+    if window_days < 0 or passes < 0 or (window_days == 0) != (passes == 0):
+        raise InputError(
+            f"s1_window_days ({window_days}) and s1_passes ({passes}) must both be 0 (no "
+            "Sentinel-1 series) or both positive"
+        )
+    if not steps and passes == 0:
+        raise InputError("choose Sentinel-1 steps (s1_steps) or a series (s1_passes), or both")
 
 
 def _check_options(lookback_days: int, s1_tolerance_days: int, min_coverage: float) -> None:

@@ -1,19 +1,32 @@
-"""Model weights shipped with lamap."""
+"""Model weights shipped with lamap, one checkpoint per registered architecture."""
 
 from __future__ import annotations
 
 from importlib.resources import as_file, files
 from pathlib import Path
 
-__all__ = ["DEMO_WEIGHTS", "demo_weights"]
+from lamap.errors import InputError
 
-#: File name of the demo checkpoint inside ``lamap/data``.
+__all__ = ["DEMO_FILES", "DEMO_WEIGHTS", "demo_weights"]
+
+#: File name of the demo checkpoint inside ``lamap/data`` (the fused model, the default).
 DEMO_WEIGHTS = "demo_model.pt"
+#: The demo checkpoint of each architecture, trained on the synthetic world.
+DEMO_FILES = {"lnb-fused": DEMO_WEIGHTS, "li2025": "demo_li2025.pt"}
 
 
-def demo_weights() -> Path | None:
-    """Return the path of the demo checkpoint (trained on the synthetic world), if installed."""
-    resource = files("lamap.data").joinpath(DEMO_WEIGHTS)
+def demo_weights(architecture: str = "lnb-fused") -> Path | None:
+    """Return the path of an architecture's demo checkpoint, if installed.
+
+    Raises
+    ------
+    InputError
+        If lamap ships no demo weights for ``architecture``.
+    """
+    if architecture not in DEMO_FILES:
+        raise InputError(f"no demo weights for {architecture!r}: lamap ships "
+                         f"{', '.join(DEMO_FILES)}")
+    resource = files("lamap.data").joinpath(DEMO_FILES[architecture])
     if not resource.is_file():
         return None
     with as_file(resource) as path:

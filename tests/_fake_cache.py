@@ -96,7 +96,27 @@ def make_patches(n: int = 48, patch: int = 32, seed: int = 0) -> dict[str, np.nd
     }
 
 
-def write_cache(directory: Path, arrays: dict[str, np.ndarray], *, patch: int) -> Path:
+def with_series(arrays: dict[str, np.ndarray], passes: int = 6,
+                seed: int = 0) -> dict[str, np.ndarray]:
+    """Add a Sentinel-1 series (from the three steps, with speckle) and ``truth_gap``."""
+    rng = np.random.default_rng(seed)
+    n, _, p, _ = arrays["s1"].shape
+    steps = arrays["s1"].reshape(n, 3, 2, p, p)
+    slot = np.minimum(2, np.arange(passes) * 3 // passes)
+    series = steps[:, slot] + rng.normal(0, 0.01, (n, passes, 2, p, p))
+    valid = np.ones((n, passes, p, p), np.uint8)
+    valid[::3, 0] = 0  # every third patch misses its oldest pass: masked, filled with 0
+    series[::3, 0] = 0.0
+    days = np.broadcast_to(-6.0 * np.arange(passes)[::-1], (n, passes))
+    valid_past = arrays["masks"][:, :, 0] > 0
+    d2, d1 = (arrays["past_days"][:, k, None, None] for k in (0, 1))
+    gap = np.where(valid_past[:, 1], d1, np.where(valid_past[:, 0], d2, 40)).astype(np.int16)
+    return arrays | {"s1_series": series.astype(np.float32), "s1_series_valid": valid,
+                     "s1_days": days.astype(np.float32), "truth_gap": gap}
+
+
+def write_cache(directory: Path, arrays: dict[str, np.ndarray], *, patch: int,
+                spec: FeatureSpec | None = None) -> Path:
     """Write ``arrays`` as ``<directory>/patches.zarr`` (Zarr v3) and return ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     group = zarr.open_group(directory / "patches.zarr", mode="w", zarr_format=3)
@@ -106,7 +126,8 @@ def write_cache(directory: Path, arrays: dict[str, np.ndarray], *, patch: int) -
         array[...] = values
     splits: dict[str, Any] = {"codes": SPLIT_CODES, "cloudy_threshold": CLOUDY_THRESHOLD}
     group.attrs.update({"lamap_cache": CACHE_FORMAT, "key": f"fake-{len(arrays['split'])}-{patch}",
-                        "patch_size": patch, "feature_spec": FeatureSpec().to_dict(),
+                        "patch_size": patch,
+                        "feature_spec": (spec or FeatureSpec()).to_dict(),
                         "splits": splits, "truth": "truth_lai" in arrays, "complete": True})
     return directory
 

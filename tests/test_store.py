@@ -102,7 +102,7 @@ def test_europe_store_is_created_in_seconds_as_metadata_only(tmp_path: Path) -> 
     assert chunk_files(path) == {}  # no data chunk written
     ds = xr.open_zarr(path)
     assert dict(ds.sizes) == {"time": 0, "y": 460_000, "x": 650_000}
-    assert set(ds.data_vars) == {"lai", "source"}
+    assert set(ds.data_vars) == {"lai", "source", "lai_sd"}
     assert ds.lai.dims == ds.source.dims == ("time", "y", "x")
     assert ds.rio.crs == CRS.from_epsg(3035)
     assert ds.lai.rio.crs == CRS.from_epsg(3035)

@@ -111,7 +111,7 @@ def test_never_mapped_is_its_own_flag_and_lai_names_its_ancillary(written: LaiSt
     attrs = ds["source"].attrs
     assert attrs["flag_values"] == [0, 1, 2, 255]
     assert attrs["flag_meanings"] == "no_input observed filled not_mapped"
-    assert ds["lai"].attrs["ancillary_variables"] == "source"
+    assert ds["lai"].attrs["ancillary_variables"] == "source lai_sd"
     typed = lamap.open_store(written.url)["source"].attrs["flag_values"]
     assert typed.dtype == np.uint8 and typed.tolist() == [0, 1, 2, 255]
 

@@ -421,7 +421,9 @@ def test_augment_arrays_moves_every_spatial_array_alike() -> None:
     pattern = np.arange(16, dtype=np.float32).reshape(4, 4)
     sample = {"s1": np.stack([pattern] * 6), "lai": np.stack([pattern] * 2),
               "masks": np.broadcast_to(pattern, (2, 6, 4, 4)).copy(), "target": pattern,
-              "target_mask": pattern.copy(), "season": np.array([0.3, 0.7], np.float32)}
+              "target_mask": pattern.copy(), "season": np.array([0.3, 0.7], np.float32),
+              "s1_series": np.broadcast_to(pattern, (6, 2, 4, 4)).copy(),
+              "s1_series_valid": np.broadcast_to(pattern, (6, 4, 4)).copy()}
     seen = set()
     for turns in range(4):
         for flip in (False, True):

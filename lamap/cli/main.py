@@ -173,7 +173,7 @@ def map_(
         summary = plan_map(
             bbox, date, out, catalog=catalog, grid=chosen,
             options=MapOptions(lookback_days=lookback, s1_tolerance_days=s1_tolerance),
-            progress=stderr_lines,
+            progress=stderr_lines, model=model,
         )
         typer.echo("\n".join(summary.lines()))
         return
@@ -238,8 +238,21 @@ def train(
     preset: Annotated[
         str, typer.Option(help="full (MODEL.md, 100 epochs, GPU) or cpu-demo.")
     ] = "full",
+    arch: Annotated[
+        str, typer.Option(help="Architecture: lnb-fused (MODEL.md) or li2025 (Li et al. 2025).")
+    ] = "lnb-fused",
+    init: Annotated[
+        Path | None,
+        typer.Option(help="Start from this checkpoint of --arch (e.g. to add a spread head)."),
+    ] = None,
     epochs: Annotated[
         int | None, typer.Option(help="End-to-end epochs (overrides).", min=1)
+    ] = None,
+    epochs_pretrain: Annotated[
+        int | None, typer.Option(help="Epochs of each pre-training stage (overrides).", min=0)
+    ] = None,
+    epochs_sigma: Annotated[
+        int | None, typer.Option(help="Epochs of the spread head alone (overrides).", min=0)
     ] = None,
     cloudy_weight: Annotated[
         float | None,
@@ -248,16 +261,19 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from OUT's state file.")] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.", parser=parse_device)] = "auto",
 ) -> None:
-    """Train the fused model on the same cubes `lamap map` uses (the paper's recipe).
+    """Train a registered model on the same cubes `lamap map` uses, stage by stage.
 
     Example (the shipped demo weights): lamap train --catalog demo-world
-    --out demo_model.pt --preset cpu-demo --device cpu
+    --out demo_model.pt --preset cpu-demo --device cpu; the second method:
+    lamap train --arch li2025 --catalog demo-world --out demo_li2025.pt --preset cpu-demo
     """
+    from lamap.model import get_architecture
     from lamap.train.run import train_from_catalog
     from lamap.train.state import state_path
 
     if preset not in {"full", "cpu-demo"}:
         raise typer.BadParameter(f"--preset {preset!r}: use full or cpu-demo")
+    get_architecture(arch)  # an unknown name is a clear error before any work
     output_file(out, "--out")
     if cache is not None:
         output_folder(cache, "--cache")
@@ -269,6 +285,10 @@ def train(
     overrides: dict[str, object] = {"device": device}
     if epochs is not None:
         overrides["epochs"] = epochs
+    if epochs_pretrain is not None:
+        overrides |= {"epochs_enc1": epochs_pretrain, "epochs_enc2": epochs_pretrain}
+    if epochs_sigma is not None:
+        overrides["epochs_sigma"] = epochs_sigma
     if cloudy_weight is not None:
         overrides["cloudy_weight"] = cloudy_weight
     with Bars("training") as bars:
@@ -278,6 +298,8 @@ def train(
             start,
             end,
             out,
+            arch=arch,
+            init=init,
             cache_dir=cache,
             patch=patch,
             preset=preset,
@@ -290,21 +312,26 @@ def train(
 
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Option(help="Checkpoint from `lamap train`.")],
-    cache: Annotated[Path, typer.Option(help="Its training cache.")],
+    model: Annotated[
+        list[Path],
+        typer.Option(help="Checkpoint from `lamap train`; repeat to score models side by side."),
+    ],
+    cache: Annotated[Path, typer.Option(help="Their training cache.")],
     csv: Annotated[Path | None, typer.Option(help="Also write the metrics as CSV.")] = None,
     baselines: Annotated[bool, typer.Option(help="Fit and score the regressions too.")] = True,
     max_patches: Annotated[
         int | None, typer.Option(help="At most this many patches per split.", min=1)
     ] = None,
 ) -> None:
-    """Score a model, its encoders and the baselines per split (Markdown + CSV).
+    """Score models side by side, their parts and the baselines per split (Markdown + CSV).
 
-    Example: lamap evaluate --model model.pt --cache model.cache --csv metrics.csv
+    Example: lamap evaluate --model model.pt --model li2025.pt --cache model.cache
+    --csv metrics.csv
     """
     from lamap.train.run import evaluate_checkpoint
 
-    existing_file(model, "--model")
+    for path in model:
+        existing_file(path, "--model")
     if csv is not None:
         output_file(csv, "--csv")
     typer.echo(

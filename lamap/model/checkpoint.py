@@ -1,10 +1,11 @@
-"""Checkpoints of the fused network: written atomically, loaded with ``weights_only=True``.
+"""Checkpoints of any registered network: written atomically, loaded with ``weights_only=True``.
 
 A checkpoint (:func:`save_checkpoint`, :func:`load_checkpoint`) is a dict of plain types and
 tensors, so it loads with ``torch.load(..., weights_only=True)``: ``format``,
-``format_version``, ``architecture``, ``lamap_version``, ``config``
-(:meth:`~lamap.model.ModelConfig.to_dict`), ``feature_spec``, ``training`` (the training
-summary), ``extra`` and ``state_dict``.
+``format_version``, ``architecture`` (a name in :mod:`lamap.model.registry`; the network is
+rebuilt from it and ``config``), ``lamap_version``, ``config`` (the architecture's
+``to_dict()``), ``feature_spec``, ``training`` (the training summary), ``extra`` and
+``state_dict``.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from lamap import __version__
 from lamap.errors import CheckpointError, InputError
-from lamap.model.config import ModelConfig
+from lamap.feature_spec import SERIES_DEFAULTS
 from lamap.model.device import DeviceLike, resolve_device
-from lamap.model.network import ARCHITECTURE, FusedLAINet
+from lamap.model.registry import ARCHITECTURES, Architecture, architecture_of, get_architecture
 from lamap.runtime import write_atomic
 
 __all__ = [
@@ -45,6 +46,8 @@ CHECKPOINT_FORMAT = "lamap-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
 
 _CHUNK = 1 << 20
+#: State-dict keys of calibration factors: a file written before them gets their default (1).
+CALIBRATION_BUFFERS = ("sigma.scale", "sd_scale")
 
 
 
@@ -54,10 +57,11 @@ class LoadedModel:
 
     Attributes
     ----------
-    model : FusedLAINet
-        The network, in eval mode, on the requested device.
-    config : ModelConfig
-        Its architecture.
+    model : torch.nn.Module
+        The network (:class:`~lamap.model.FusedLAINet`, :class:`~lamap.model.Li2025Net`),
+        in eval mode, on the requested device.
+    config : ModelConfig or Li2025Config
+        Its configuration.
     feature_spec : dict
         The feature definition it was trained with (:meth:`lamap.features.FeatureSpec.to_dict`).
     training : dict
@@ -70,13 +74,18 @@ class LoadedModel:
         Anything else the writer stored.
     """
 
-    model: FusedLAINet
-    config: ModelConfig
+    model: nn.Module
+    config: Any
     feature_spec: dict[str, Any]
     training: dict[str, Any]
     lamap_version: str
     sha256: str
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def architecture(self) -> Architecture:
+        """The registered architecture of the model."""
+        return architecture_of(self.model)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -88,7 +97,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(path: str | os.PathLike[str], model: FusedLAINet, *,
+def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, *,
                     feature_spec: Mapping[str, Any], training: Mapping[str, Any] | None = None,
                     extra: Mapping[str, Any] | None = None) -> Path:
     """Write ``model`` and its metadata to ``path`` atomically (temporary file, then rename).
@@ -97,8 +106,8 @@ def save_checkpoint(path: str | os.PathLike[str], model: FusedLAINet, *,
     ----------
     path : str or path-like
         Destination file (conventionally ``*.pt``); its directory must exist.
-    model : FusedLAINet
-        The network; its weights are copied to the CPU.
+    model : torch.nn.Module
+        A network of a registered architecture; its weights are copied to the CPU.
     feature_spec : mapping
         The feature definition of its inputs, :meth:`lamap.features.FeatureSpec.to_dict`.
     training : mapping, optional
@@ -115,17 +124,19 @@ def save_checkpoint(path: str | os.PathLike[str], model: FusedLAINet, *,
     ------
     InputError
         If a metadata value is not a plain type (dict with str keys, list, str, int, float,
-        bool, None, tensor), or the feature spec's mask channels differ from the model's.
+        bool, None, tensor), the model is of no registered architecture, or the feature
+        spec does not make the model's inputs.
     CheckpointError
         If the file cannot be written.
     """
     path = Path(path)
+    arch = architecture_of(model)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_FORMAT_VERSION,
-        "architecture": ARCHITECTURE,
+        "architecture": arch.name,
         "lamap_version": __version__,
-        "config": model.config.to_dict(),
+        "config": _config_of(model).to_dict(),
         "feature_spec": _plain(feature_spec, "feature_spec"),
         "training": _plain(training or {}, "training"),
         "extra": _plain(extra or {}, "extra"),
@@ -134,6 +145,10 @@ def save_checkpoint(path: str | os.PathLike[str], model: FusedLAINet, *,
     _check_spec_fits(model.config, payload["feature_spec"])
     _atomic_save(payload, path)
     return path
+
+
+def _config_of(model: nn.Module) -> Any:
+    return model.config
 
 
 def _plain(value: Any, where: str) -> Any:
@@ -161,7 +176,7 @@ def _plain(value: Any, where: str) -> Any:
     )
 
 
-def _check_spec_fits(config: ModelConfig, spec: Mapping[str, Any]) -> None:
+def _check_spec_fits(config: Any, spec: Mapping[str, Any]) -> None:
     onehot = spec.get("onehot_classes")
     if isinstance(onehot, list) and 1 + len(onehot) != config.mask_channels:
         raise InputError(
@@ -169,6 +184,16 @@ def _check_spec_fits(config: ModelConfig, spec: Mapping[str, Any]) -> None:
             f"{len(onehot)} one-hot classes) but the model takes {config.mask_channels}: build "
             "the model with ModelConfig(mask_channels=...) matching the spec"
         )
+    series = {**SERIES_DEFAULTS, **spec}
+    passes = getattr(config, "passes", None)
+    if passes is not None and series["s1_passes"] != passes:
+        raise InputError(
+            f"the feature spec gives {series['s1_passes']} Sentinel-1 series passes but the "
+            f"model takes {passes}: give it the spec of its architecture (lamap.model.registry)"
+        )
+    if passes is None and not series["s1_at_steps"]:
+        raise InputError("the feature spec has no Sentinel-1 steps (t-2, t-1, t), which the "
+                         "fused model takes: give it the spec of its architecture")
 
 
 def _atomic_save(payload: dict[str, Any], path: Path) -> None:
@@ -181,9 +206,11 @@ def _atomic_save(payload: dict[str, Any], path: Path) -> None:
         ) from err
 
 
-def load_checkpoint(path: str | os.PathLike[str], *,
-                    map_location: DeviceLike = "cpu") -> LoadedModel:
+def load_checkpoint(path: str | os.PathLike[str], *, map_location: DeviceLike = "cpu",
+                    architecture: str | None = None) -> LoadedModel:
     """Load a checkpoint written by :func:`save_checkpoint` (with ``weights_only=True``).
+
+    The network is rebuilt from the architecture the checkpoint names and its config.
 
     Parameters
     ----------
@@ -191,6 +218,8 @@ def load_checkpoint(path: str | os.PathLike[str], *,
         The checkpoint file.
     map_location : str or torch.device
         Device for the model, as in :func:`resolve_device` (``"cpu"``, ``"cuda"``, ``"auto"``).
+    architecture : str, optional
+        The architecture the caller expects; a checkpoint of another one is refused.
 
     Returns
     -------
@@ -201,18 +230,19 @@ def load_checkpoint(path: str | os.PathLike[str], *,
     Raises
     ------
     CheckpointError
-        If the file is missing, corrupted, not a lamap checkpoint, from a newer format, or
-        holds weights that do not fit its config (the message names the keys and shapes).
+        If the file is missing, corrupted, not a lamap checkpoint, from a newer format, of an
+        unknown architecture or of another than ``architecture``, or holds weights that do
+        not fit its config (the message names the keys and shapes).
     InputError
         If ``map_location`` is not an available device.
     """
     path = Path(path)
     device = resolve_device(map_location)
     data = _read_checkpoint(path, device)
-    _check_header(data, path)
-    config = _config_from(data, path)
-    model = FusedLAINet(config)
-    _load_state(model, data["state_dict"], path)
+    arch = _check_header(data, path, architecture)
+    config = _config_from(arch, data, path)
+    model = arch.build(config)
+    _load_state(model, data["state_dict"], path, arch)
     return LoadedModel(
         model=model.to(device).eval(),
         config=config,
@@ -261,14 +291,14 @@ def _first_line(err: BaseException) -> str:
 def _not_lamap_message(path: Path, data: object) -> str:
     found = f"a dict with keys {sorted(map(str, data))[:8]}" if isinstance(data, dict) else (
         f"a {type(data).__name__}")
-    hint = ("; it looks like a bare state_dict: load it into FusedLAINet and re-save it with "
-            "lamap.model.save_checkpoint") if isinstance(data, dict) and all(
+    hint = ("; it looks like a bare state_dict: load it into its network (e.g. FusedLAINet) "
+            "and re-save it with lamap.model.save_checkpoint") if isinstance(data, dict) and all(
         isinstance(v, Tensor) for v in data.values()) else ""
     return (f"{path} is not a lamap checkpoint: it holds {found}, without "
             f"format={CHECKPOINT_FORMAT!r}{hint}")
 
 
-def _check_header(data: dict[str, Any], path: Path) -> None:
+def _check_header(data: dict[str, Any], path: Path, expected: str | None) -> Architecture:
     version = data.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise CheckpointError(
@@ -281,18 +311,28 @@ def _check_header(data: dict[str, Any], path: Path) -> None:
             f"{data.get('lamap_version')}), newer than the version {CHECKPOINT_FORMAT_VERSION} "
             f"this lamap {__version__} reads: upgrade lamap"
         )
-    if data.get("architecture") != ARCHITECTURE:
-        raise CheckpointError(
-            f"checkpoint {path} holds architecture {data.get('architecture')!r}; this lamap "
-            f"builds only {ARCHITECTURE!r}: use the lamap version that wrote it"
-        )
-
-
-def _config_from(data: dict[str, Any], path: Path) -> ModelConfig:
+    name = data.get("architecture")
     try:
-        return ModelConfig.from_dict(data.get("config"))  # type: ignore[arg-type]
+        arch = get_architecture(str(name))
+    except InputError:
+        raise CheckpointError(
+            f"checkpoint {path} holds architecture {name!r}; this lamap builds "
+            f"{', '.join(ARCHITECTURES)}: use the lamap version that wrote it"
+        ) from None
+    if expected is not None and get_architecture(expected).name != arch.name:
+        raise CheckpointError(
+            f"checkpoint {path} holds a {arch.name!r} model, but a {expected!r} model is "
+            f"expected here: give a {expected} checkpoint, or ask for --arch {arch.name}"
+        )
+    return arch
+
+
+def _config_from(arch: Architecture, data: dict[str, Any], path: Path) -> Any:
+    try:
+        return arch.config_from_dict(data.get("config"))  # type: ignore[arg-type]
     except InputError as err:
-        raise CheckpointError(f"checkpoint {path} has an unusable config: {err}") from err
+        raise CheckpointError(f"checkpoint {path} has an unusable {arch.name} config: "
+                              f"{err}") from err
 
 
 def _field(data: dict[str, Any], name: str, kind: type, path: Path) -> Any:
@@ -305,13 +345,17 @@ def _field(data: dict[str, Any], name: str, kind: type, path: Path) -> Any:
     return value
 
 
-def _load_state(model: FusedLAINet, state: object, path: Path) -> None:
+def _load_state(model: nn.Module, state: object, path: Path, arch: Architecture) -> None:
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError(f"checkpoint {path} has no state_dict of tensors: write it again")
+    defaults = {k: v for k, v in model.state_dict().items()
+                if k.endswith(CALIBRATION_BUFFERS) and k not in state}
+    state = {**state, **defaults}  # calibration factors of files written before them: 1
     problems = _state_mismatch(model.state_dict(), state)
     if problems:
+        config = _config_of(model).to_dict()
         raise CheckpointError(
-            f"checkpoint {path} does not fit its config {model.config.to_dict()}: "
+            f"checkpoint {path} does not fit its {arch.name} config {config}: "
             f"{'; '.join(problems)}. The weights were saved from another architecture or "
             "edited; save them with the model they came from"
         )

@@ -49,6 +49,9 @@ class ModelConfig:
         Mask channels per past step (``valid`` and five one-hot SCL classes: 6).
     season_channels : int
         Season inputs (sin, cos of the day of year: 2).
+    sigma_head : bool
+        Add the per-pixel spread head (:class:`~lamap.model.network.SigmaHead`); configs
+        written before it existed read back without it.
 
     Raises
     ------
@@ -66,6 +69,7 @@ class ModelConfig:
     past_steps: int = 2
     mask_channels: int = 6
     season_channels: int = 2
+    sigma_head: bool = False
 
     def __post_init__(self) -> None:
         """Validate and normalise (tuples of int, float dropout)."""
@@ -75,6 +79,9 @@ class ModelConfig:
                      "mask_channels", "season_channels"):
             object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
         object.__setattr__(self, "dropout", _dropout(self.dropout))
+        if not isinstance(self.sigma_head, bool):
+            raise InputError(f"model config sigma_head must be true or false, "
+                             f"got {self.sigma_head!r}")
         if self.batchnorm not in get_args(BatchNormPosition):
             raise InputError(
                 f"model config batchnorm must be one of {list(get_args(BatchNormPosition))}, "
@@ -116,6 +123,7 @@ class ModelConfig:
         """
         if not isinstance(data, Mapping):
             raise InputError(f"a model config must be a mapping, got {type(data).__name__}")
+        data = {"sigma_head": False, **data}  # written before the sigma head existed
         known = {f.name for f in fields(cls)}
         unknown, missing = sorted(set(data) - known), sorted(known - set(data))
         if unknown or missing:

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from lamap.model.network import Prediction
 
-__all__ = ["ALPHA", "BETA", "fused_loss", "masked_mse"]
+__all__ = ["ALPHA", "BETA", "fused_loss", "gaussian_nll", "masked_mse"]
 
 #: Weight of the encoder-1 (radar) head in the end-to-end loss (MODEL.md).
 ALPHA = 0.1
@@ -60,6 +60,30 @@ def fused_loss(pred: Prediction, target: Tensor, weight: Tensor, *, alpha: float
     """
     losses = [masked_mse(p, target, weight) for p in pred]
     return losses[0] + alpha * losses[1] + beta * losses[2]
+
+
+def gaussian_nll(mean: Tensor, sd: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+    """Masked Gaussian negative log-likelihood of ``target`` under ``N(mean, sd²)``.
+
+    ``sum(w · (log sd + (target - mean)² / (2 sd²))) / sum(w)`` (the constant dropped). The
+    spread heads are trained with it while the mean is frozen (``mean`` detached), where
+    β-NLL's reweighting of the mean's gradient has nothing to act on.
+
+    Parameters
+    ----------
+    mean, sd : torch.Tensor
+        ``(B, 1, H, W)`` prediction and its spread (> 0).
+    target, weight : torch.Tensor
+        As in :func:`masked_mse`.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar.
+    """
+    target, weight = _as_map(target), _as_map(weight).to(mean.dtype)
+    nll = torch.log(sd) + (target - mean) ** 2 / (2.0 * sd**2)
+    return (weight * nll).sum() / weight.sum().clamp_min(torch.finfo(mean.dtype).tiny)
 
 
 def _as_map(tensor: Tensor) -> Tensor:

@@ -37,12 +37,14 @@ from lamap.model.config import BatchNormPosition, ModelConfig
 
 __all__ = [
     "ARCHITECTURE",
+    "LEGACY_ARCHITECTURE",
     "ConvBlock",
     "EncoderBranch",
     "FusedLAINet",
     "MaskEmbedding",
     "Prediction",
     "SeasonEmbedding",
+    "SigmaHead",
     "UNet",
     "check_spatial",
     "input_shapes",
@@ -51,7 +53,9 @@ __all__ = [
 ]
 
 #: Name of the architecture built by :class:`FusedLAINet`, stored in checkpoints.
-ARCHITECTURE = "fused-lai-net"
+ARCHITECTURE = "lnb-fused"
+#: The name checkpoints of lamap before the model registry carry for it.
+LEGACY_ARCHITECTURE = "fused-lai-net"
 
 
 class Prediction(NamedTuple):
@@ -127,13 +131,48 @@ class UNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Map ``(B, in_ch, H, W)`` to ``(B, out_ch, H, W)``; H, W multiples of the factor."""
+        return self.out(self.features(x))  # type: ignore[no-any-return]
+
+    def features(self, x: Tensor) -> Tensor:
+        """Return the finest level's features, before the final 1×1 convolution."""
         skips: list[Tensor] = []
         for level, block in enumerate(self.down):
             x = block(self.pool(x) if level else x)
             skips.append(x)
         for up, merge, skip in zip(self.up, self.merge, skips[-2::-1], strict=True):
             x = merge(torch.cat([up(x), skip], dim=1))
-        return self.out(x)  # type: ignore[no-any-return]
+        return x
+
+
+class SigmaHead(nn.Module):
+    """Per-pixel spread from the decoder's features and the past masks (1×1 convolutions).
+
+    σ on the LAI/5 scale: ``scale · (softplus(conv(relu(conv([features, masks])))) + 1e-3)``,
+    where ``scale`` (a buffer, 1 while the head trains) is the calibration factor fitted after
+    training (:func:`lamap.train.uncertainty.record_uncertainty`).
+
+    Parameters
+    ----------
+    feature_channels : int
+        Channels of the decoder's finest level.
+    mask_channels : int
+        Flattened mask channels of the past steps (2 × 6).
+    width : int
+        Hidden channels.
+    """
+
+    def __init__(self, feature_channels: int, mask_channels: int, width: int = 16) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(feature_channels + mask_channels, width, 1),
+                                 nn.ReLU(inplace=True), nn.Conv2d(width, 1, 1))
+        self.scale: Tensor
+        self.register_buffer("scale", torch.ones(()))
+
+    def forward(self, features: Tensor, masks: Tensor) -> Tensor:
+        """Return σ ``(B, 1, H, W)`` (> 0) from features and ``(B, S, C, H, W)`` masks."""
+        flat = masks.flatten(1, 2).to(features.dtype)
+        raw = nn.functional.softplus(self.net(torch.cat([features, flat], 1))) + 1e-3
+        return raw * self.scale
 
 
 class MaskEmbedding(nn.Module):
@@ -224,6 +263,9 @@ class FusedLAINet(nn.Module):
     of :attr:`downsampling`.
     """
 
+    architecture = ARCHITECTURE
+    vector_inputs = frozenset({"season"})
+
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__()
         self.config = config if config is not None else ModelConfig()
@@ -232,11 +274,36 @@ class FusedLAINet(nn.Module):
         self.enc2 = EncoderBranch(cfg.past_steps, cfg)
         self.decoder = UNet(2 * cfg.feature_width, 1, cfg.decoder_channels,
                             batchnorm=cfg.batchnorm, dropout=cfg.dropout)
+        self.sigma = SigmaHead(cfg.decoder_channels[0], cfg.past_steps * cfg.mask_channels
+                               ) if cfg.sigma_head else None
 
     @property
     def downsampling(self) -> int:
         """Input height and width must be multiples of this (4 by default)."""
         return self.config.downsampling
+
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Non-batch, non-spatial dimensions of each input (:func:`input_shapes`)."""
+        return input_shapes(self.config)
+
+    def outputs(self, s1: Tensor, lai: Tensor, masks: Tensor, season: Tensor
+                ) -> dict[str, Tensor]:
+        """Run the network; every output ``(B, 1, H, W)`` on the LAI/5 scale.
+
+        Returns
+        -------
+        dict
+            ``lai`` (the decoder), ``enc1``, ``enc2`` (the encoder heads) and, with the
+            sigma head, ``sd`` (σ of ``lai``).
+        """
+        _check_inputs(self.config, s1=s1, lai=lai, masks=masks, season=season)
+        feat1, head1 = self.enc1(s1, masks, season)
+        feat2, head2 = self.enc2(lai, masks, season)
+        features = self.decoder.features(torch.cat([feat1, feat2], dim=1))
+        out = {"lai": self.decoder.out(features), "enc1": head1, "enc2": head2}
+        if self.sigma is not None:
+            out["sd"] = self.sigma(features, masks)
+        return out
 
     def forward(self, s1: Tensor, lai: Tensor, masks: Tensor, season: Tensor) -> Prediction:
         """Predict LAI/5 at t with both encoder heads.
@@ -263,10 +330,8 @@ class FusedLAINet(nn.Module):
             If shapes disagree with the config or each other, or H, W are not multiples of
             :attr:`downsampling`.
         """
-        _check_inputs(self.config, s1=s1, lai=lai, masks=masks, season=season)
-        feat1, head1 = self.enc1(s1, masks, season)
-        feat2, head2 = self.enc2(lai, masks, season)
-        return Prediction(self.decoder(torch.cat([feat1, feat2], dim=1)), head1, head2)
+        out = self.outputs(s1, lai, masks, season)
+        return Prediction(out["lai"], out["enc1"], out["enc2"])
 
     def forward_enc1(self, s1: Tensor, masks: Tensor, season: Tensor) -> Tensor:
         """Run encoder 1 (radar) alone with its head, ``(B, 1, H, W)``; for pre-training.

@@ -1,4 +1,4 @@
-"""The receptive field of the fused network, measured with gradients, and the halo it needs.
+"""The receptive field of a network, measured with gradients, and the halo it needs.
 
 A map computed in overlapping blocks equals the map computed in one piece when each block
 carries a halo of at least the receptive-field radius (:func:`recommended_halo`), rounded up
@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from lamap.errors import InputError
-from lamap.model.config import ModelConfig
-from lamap.model.network import FusedLAINet, check_spatial, input_shapes, seeded_model
+from lamap.model.network import check_spatial
+from lamap.model.registry import architecture_of, seeded_network
 
 __all__ = ["receptive_field_radius", "recommended_halo"]
 
 
-def receptive_field_radius(model: FusedLAINet, *, size: int = 128, seed: int = 0) -> int:
+def receptive_field_radius(model: Any, *, size: int = 128, seed: int = 0) -> int:
     """Measure the receptive-field radius of ``model`` with gradients, in pixels.
 
     For an output pixel at each of the :attr:`~FusedLAINet.downsampling` phases (positions
@@ -33,8 +35,8 @@ def receptive_field_radius(model: FusedLAINet, *, size: int = 128, seed: int = 0
 
     Parameters
     ----------
-    model : FusedLAINet
-        The network to measure.
+    model : torch.nn.Module
+        The network to measure (any registered architecture).
     size : int
         Side of the square test input; a multiple of the down-sampling factor, large enough
         that the receptive field stays inside it (128 for the default network).
@@ -52,7 +54,7 @@ def receptive_field_radius(model: FusedLAINet, *, size: int = 128, seed: int = 0
     InputError
         If ``size`` is not a multiple of the factor, or too small to hold the receptive field.
     """
-    check_spatial((size, size), model.downsampling)
+    check_spatial((size, size), int(model.downsampling))
     radius = _measure_radius(model, size, seed)
     if radius is None:
         raise InputError(
@@ -62,7 +64,7 @@ def receptive_field_radius(model: FusedLAINet, *, size: int = 128, seed: int = 0
     return radius
 
 
-def recommended_halo(model: FusedLAINet | ModelConfig) -> int:
+def recommended_halo(model: Any) -> int:
     """Smallest multiple of the down-sampling factor that covers the receptive field.
 
     This is the ``depth`` to give :func:`dask.array.map_overlap` so that a map computed in
@@ -73,29 +75,29 @@ def recommended_halo(model: FusedLAINet | ModelConfig) -> int:
 
     Parameters
     ----------
-    model : FusedLAINet or ModelConfig
-        The network, or its architecture.
+    model : torch.nn.Module or config
+        The network, or its config (any registered architecture).
 
     Returns
     -------
     int
-        The halo in pixels (44 for the default network).
+        The halo in pixels (44 for the fused network, 8 for li2025), a multiple of 4.
     """
-    config = model.config if isinstance(model, FusedLAINet) else model
-    factor = config.downsampling
+    config: Any = model.config if isinstance(model, nn.Module) else model
+    factor = max(4, int(config.downsampling))
     return int(math.ceil(_config_radius(config) / factor) * factor)
 
 
 @functools.lru_cache(maxsize=16)
-def _config_radius(config: ModelConfig) -> int:
-    model = seeded_model(0, config)
-    size = 32 * config.downsampling
+def _config_radius(config: Any) -> int:
+    model = seeded_network(architecture_of(config), 0, config)
+    size = 32 * max(4, int(config.downsampling))
     while (radius := _measure_radius(model, size, 0)) is None:
         size *= 2
     return radius
 
 
-def _measure_radius(model: FusedLAINet, size: int, seed: int) -> int | None:
+def _measure_radius(model: Any, size: int, seed: int) -> int | None:
     """Radius in pixels, or None if the receptive field reaches the input's border."""
     was_training = model.training
     model.eval()
@@ -115,21 +117,21 @@ def _measure_radius(model: FusedLAINet, size: int, seed: int) -> int | None:
     return radius
 
 
-def _gradient_support(model: FusedLAINet, size: int, seed: int
+def _gradient_support(model: Any, size: int, seed: int
                       ) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Where each sample's chosen output pixel has a non-zero input gradient, (B, H, W)."""
-    factor = model.downsampling
+    factor = int(model.downsampling)
     param = next(model.parameters())
     generator = torch.Generator().manual_seed(seed)
-    shapes = input_shapes(model.config)
-    inputs = {name: torch.rand((factor, *shape, *(() if name == "season" else (size, size))),
+    vectors = model.vector_inputs
+    inputs = {name: torch.rand((factor, *shape, *(() if name in vectors else (size, size))),
                                generator=generator).to(param.device, param.dtype)
-              for name, shape in shapes.items()}
-    spatial = [inputs[name].requires_grad_() for name in ("s1", "lai", "masks")]
+              for name, shape in model.input_shapes().items()}
+    spatial = [tensor.requires_grad_() for name, tensor in inputs.items() if name not in vectors]
     # Diagonal phases suffice: the support is a rectangle whose rows depend on the row phase
     # only and whose columns depend on the column phase only.
     centres = [(size // 2 + k, size // 2 + k) for k in range(factor)]
-    out = model(**inputs).lai
+    out = model.outputs(**inputs)["lai"]
     picked = torch.stack([out[k, 0, cy, cx] for k, (cy, cx) in enumerate(centres)]).sum()
     grads = torch.autograd.grad(picked, spatial)
     support = torch.cat([g.abs().reshape(factor, -1, size, size) for g in grads], dim=1).sum(1)

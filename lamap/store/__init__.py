@@ -13,6 +13,8 @@ Layout
       zarr.json        root group: CF and lamap attributes + consolidated metadata
       lai/             float32 (time, y, x) m2 m-2, NaN where nothing could be estimated
       source/          uint8 (time, y, x) flags, see :class:`Source`; 255 (the fill): not mapped
+      lai_sd/          float32 (time, y, x) m2 m-2, the standard error of lai (NaN where
+                       unknown); ``lai``'s ``ancillary_variables`` names it
       time/            int64 "days since 1970-01-01", one value per mapped date
       x/, y/           float64 pixel centres in the grid CRS (metres)
       spatial_ref/     0-d CF grid mapping (crs_wkt, spatial_ref, GeoTransform); no chunk

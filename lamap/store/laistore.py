@@ -413,8 +413,8 @@ class LaiStore:
     def block_writer(self, date: DateLike) -> BlockWriter:
         """Return a small picklable writer of shard-aligned blocks of ``date``.
 
-        Its ``write(window, lai, source)`` is what a block task calls on a worker; the
-        window must be shard-aligned (one task per shard). The writer holds the date's
+        Its ``write(window, lai, source, lai_sd)`` is what a block task calls on a worker;
+        the window must be shard-aligned (one task per shard). The writer holds the date's
         index: where other processes may add dates concurrently, take it from
         :meth:`writing` instead, which keeps that index valid until the block ends.
 
@@ -543,7 +543,8 @@ class LaiStore:
     def _writer(self, index: int) -> BlockWriter:
         group = schema.open_group(self.url, self.storage_options, write=True)
         lai, source = schema.array(group, "lai"), schema.array(group, "source")
-        return BlockWriter(self.url, index, lai, source)
+        sd = schema.array(group, "lai_sd") if "lai_sd" in group else None  # not in old stores
+        return BlockWriter(self.url, index, lai, source, sd)
 
     def _tile(self, tile: Tile | str) -> Tile:
         if isinstance(tile, str):

@@ -187,11 +187,24 @@ def _data_attrs() -> dict[str, dict[str, Any]]:
     shared = {"grid_mapping": "spatial_ref", "coordinates": "spatial_ref"}
     lai = {
         "standard_name": "leaf_area_index",
-        "ancillary_variables": "source",
         "long_name": "leaf area index (one-sided green leaf area per unit ground area)",
         "units": "m2 m-2",
         "valid_min": LAI_VALID_RANGE[0],
         "valid_max": LAI_VALID_RANGE[1],
+        "ancillary_variables": "source lai_sd",
+        **shared,
+    }
+    lai_sd = {
+        "standard_name": "leaf_area_index standard_error",
+        "long_name": "standard error of the leaf area index (one standard deviation)",
+        "units": "m2 m-2",
+        "valid_min": 0.0,
+        "comment": (
+            "filled pixels: the spread the model predicts (calibrated on held-out pixels: "
+            "lai within +-1 lai_sd for about 68 % of them); observed pixels: the S2 LAI "
+            "label's own error scale recorded with the model; NaN where lai is NaN or the "
+            "model predicts no spread"
+        ),
         **shared,
     }
     source = {
@@ -206,7 +219,7 @@ def _data_attrs() -> dict[str, dict[str, Any]]:
         ),
         **shared,
     }
-    return {"lai": lai, "source": source}
+    return {"lai": lai, "source": source, "lai_sd": lai_sd}
 
 
 def _axis_attrs(axis: Literal["x", "y"]) -> dict[str, Any]:
@@ -289,6 +302,7 @@ def _create_data_vars(group: zarr.Group, grid: Grid) -> None:
     for name, dtype, fill, codec in (
         ("lai", "float32", np.nan, _FLOATS),
         ("source", "uint8", SOURCE_FILL, _FLAGS),
+        ("lai_sd", "float32", np.nan, _FLOATS),
     ):
         group.create_array(
             name, shape=(0, rows, cols), dtype=dtype, fill_value=fill, compressors=[codec],

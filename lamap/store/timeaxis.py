@@ -56,11 +56,12 @@ __all__ = [
 ]
 
 EPOCH = dt.date(1970, 1, 1)
-#: Arrays with a time dimension (grown by one step per date).
-GROWING = ("lai", "source", "time")
+#: Arrays with a time dimension (grown by one step per date); ``lai_sd`` is not in stores
+#: made before it (:func:`growing`).
+GROWING = ("lai", "source", "lai_sd", "time")
 #: Arrays with one folder of shards per date, moved by an insertion (and, in a store with a
 #: pyramid, the same arrays of every overview level: :func:`slotted`).
-SLOTTED = ("lai", "source")
+SLOTTED = ("lai", "source", "lai_sd")
 #: The overview arrays with a time dimension (:mod:`lamap.store.pyramid`).
 _LEVEL_SLOTTED = ("lai", "source", "valid_count", "observed_count")
 #: The record of an insertion in progress.
@@ -182,12 +183,17 @@ def _grow(url: str, options: Mapping[str, Any], placement: Placement, held: Held
     group = open_group(url, options, write=True)
     dates = [*placement.dates[: placement.index], placement.day,
              *placement.dates[placement.index :]]  # fmt: skip
-    arrays = {name: array(group, name) for name in GROWING}
+    arrays = {name: array(group, name) for name in growing(group)}
     for grown in arrays.values():
         grown.resize((len(dates), *grown.shape[1:]))
     arrays["time"][:] = np.array([(day - EPOCH).days for day in dates], dtype=np.int64)
     held.check()
-    schema.commit(url, options, GROWING)
+    schema.commit(url, options, tuple(arrays))
+
+
+def growing(group: zarr.Group) -> tuple[str, ...]:
+    """Return the arrays of :data:`GROWING` the store has."""
+    return tuple(name for name in GROWING if name in group)
 
 
 def rollback(url: str, options: Mapping[str, Any]) -> None:
@@ -197,7 +203,7 @@ def rollback(url: str, options: Mapping[str, Any]) -> None:
     ``Array.resize`` would enumerate every shard of the old shape.
     """
     group = open_group(url, options, write=True)
-    for name in GROWING:
+    for name in growing(group):
         kept = array(group, name)
         kept.resize(kept.shape)
 
@@ -247,13 +253,15 @@ def _move_back(fs: fsspec.AbstractFileSystem, root: str, index: int, count: int,
 def slotted(fs: fsspec.AbstractFileSystem, root: str) -> tuple[str, ...]:
     """Return the arrays whose shard folders an insertion moves.
 
-    ``lai``, ``source`` and the time-dimensioned arrays of every overview level the store
-    has (``overviews/<k>/...``), so a pyramid stays aligned with its time axis.
+    ``lai``, ``source``, ``lai_sd`` (where the store has it) and the time-dimensioned
+    arrays of every overview level the store has (``overviews/<k>/...``), so a pyramid
+    stays aligned with its time axis.
     """
     pyramid = f"{root}/overviews"
     levels = sorted(int(p.rsplit("/", 1)[-1]) for p in _listing(fs, pyramid)
                     if p.rsplit("/", 1)[-1].isdigit())  # fmt: skip
-    return SLOTTED + tuple(f"overviews/{k}/{name}" for k in levels for name in _LEVEL_SLOTTED)
+    own = tuple(name for name in SLOTTED if _exists(fs, f"{root}/{name}/zarr.json"))
+    return own + tuple(f"overviews/{k}/{name}" for k in levels for name in _LEVEL_SLOTTED)
 
 
 def _listing(fs: fsspec.AbstractFileSystem, folder: str) -> list[str]:

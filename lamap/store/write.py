@@ -43,28 +43,38 @@ class BlockWriter:
         The date's index on the time axis.
     lai, source : zarr.Array
         The store's data arrays.
+    lai_sd : zarr.Array, optional
+        The spread of ``lai`` (stores made before it have none).
     """
 
     url: str
     index: int
     lai: zarr.Array
     source: zarr.Array
+    lai_sd: zarr.Array | None = None
 
     def __dask_tokenize__(self) -> object:
         return ("lamap-store-target", self.url, self.index)
 
-    def write(self, window: Window, lai: np.ndarray, source: np.ndarray) -> Window:
+    def write(self, window: Window, lai: np.ndarray, source: np.ndarray,
+              lai_sd: np.ndarray | None = None) -> Window:
         """Write one shard-aligned block of one date (checked against the store contract).
+
+        ``lai_sd`` (NaN where no spread is known, the default) goes to the store's ``lai_sd``
+        where it has one.
 
         Raises
         ------
         InputError
-            If the block breaks the contract (flags, NaN where no input, valid range).
+            If the block breaks the contract (flags, NaN where no input, valid range, a
+            negative or infinite spread, a spread where there is no LAI).
         """
         values, flags = _checked(window, lai, source)
         rows, cols = window.to_slices()
         self.lai[self.index, rows, cols] = values
         self.source[self.index, rows, cols] = flags
+        if self.lai_sd is not None:
+            self.lai_sd[self.index, rows, cols] = _checked_sd(window, lai_sd, values)
         return window
 
 
@@ -153,6 +163,22 @@ def _checked(window: Window, lai: np.ndarray, source: np.ndarray) -> tuple[np.nd
             "be NaN exactly where source is 0, finite and clipped to the valid range elsewhere"
         )
     return values, flags.astype(np.uint8)
+
+
+def _checked_sd(window: Window, lai_sd: np.ndarray | None, lai: np.ndarray) -> np.ndarray:
+    """Return the spread as float32, or raise InputError where it breaks the contract."""
+    if lai_sd is None:
+        return np.full(lai.shape, np.nan, dtype=np.float32)
+    sd = np.asarray(lai_sd, dtype=np.float32)
+    if sd.shape != lai.shape:
+        raise InputError(f"lai_sd has shape {sd.shape}, lai {lai.shape}, for {window}")
+    bad = int(np.count_nonzero(np.isinf(sd) | (sd < 0) | (np.isfinite(sd) & np.isnan(lai))))
+    if bad:
+        raise InputError(
+            f"the lai_sd of the block for {window} has {bad} negative or infinite values, or "
+            "values where lai is NaN: give a spread >= 0 (NaN where unknown) only where lai is"
+        )
+    return sd
 
 
 def _unwrap(name: str, value: object, window: Window, grid: Grid) -> np.ndarray | da.Array:

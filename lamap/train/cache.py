@@ -63,12 +63,10 @@ from lamap.features import DEFAULT_SPEC, FeatureSpec, build_features, season
 from lamap.grid import Grid, Window
 from lamap.runtime.progress import Progress, Reporter
 from lamap.timesteps import (
-    DEFAULT_LOOKBACK_DAYS,
-    DEFAULT_MIN_COVERAGE,
-    DEFAULT_S1_TOLERANCE_DAYS,
     TimeSteps,
     search_window,
 )
+from lamap.train.cache_options import DEFAULT_CLOUDY_THRESHOLD, CacheOptions
 from lamap.train.patches import (
     CACHE_FORMAT,
     SPLIT_NAMES,
@@ -83,9 +81,7 @@ from lamap.train.patches import (
     truncate,
 )
 from lamap.train.sample import (
-    DEFAULT_MIN_VALID,
     DEFAULT_PATCH,
-    DEFAULT_TRAINING_CRS,
     SPLIT_CODES,
     SPLIT_RULE,
     assign_splits,
@@ -116,95 +112,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Default ``cloudy_past`` from which a test patch counts as cloudy.
-DEFAULT_CLOUDY_THRESHOLD = 0.25
 #: Memory a batch of computed patches may take in the driver (bytes), see CacheOptions.batch.
 BATCH_BYTES = 512 * 2**20
 #: Bytes per pixel of one computed patch: s1 24, lai 8, masks 12, target 4, masks 2, truth 13.
 _PATCH_BYTES_PER_PIXEL = 63
 _EPOCH = dt.date(1970, 1, 1)
-
-
-# --------------------------------------------------------------------------- options
-
-
-@dataclass(frozen=True)
-class CacheOptions:
-    """Settings of :func:`build_cache` (all but the last four define the content).
-
-    Parameters
-    ----------
-    min_valid : float
-        Smallest expected valid fraction of S2 at t over the area for a date to be sampled
-        (:func:`lamap.train.sample.find_samples`).
-    min_patch_valid : float
-        Smallest ``valid_fraction`` (of ``target_mask``) for a patch to be kept.
-    lookback_days, s1_tolerance_days, min_coverage
-        Time-step planning (:func:`lamap.timesteps.plan_time_steps`).
-    validation_fraction, test_fraction : float
-        Fractions of the non-held-out locations (:func:`lamap.train.sample.assign_splits`).
-    holdout_fraction : float
-        Fraction of blocks held out (``unique``) for a real catalog; a demo world uses its
-        own held-out area.
-    holdout_block : int
-        Edge of a held-out block, in patches.
-    seed : int
-        Seed of the splits.
-    crs : str
-        CRS of the training grid for a real catalog (demo worlds use their truth grid).
-    cloudy_threshold : float
-        ``cloudy_past`` from which a test patch is ``cloudy`` (recorded, not in the key).
-    rows_per_shard : int
-        Rows per Zarr shard of the patch-sized arrays (layout, not in the key).
-    threads : int, optional
-        Threads of the threaded scheduler when no client is given (default: dask's, one
-        per core). stackstac opens every input COG once per thread and compute call, so on
-        small machines fewer threads can be faster: on 2 shared cores, one date of the
-        512² world took 2.6 s with 1 thread and 4.8 s with 2 (1024²: 6.0 s and 8.8 s).
-    batch : int, optional
-        Patches computed per batch, i.e. per ``compute`` call (default: as many as fit in
-        :data:`BATCH_BYTES`, at least twice the cluster's workers). Each call re-opens
-        every input COG (stackstac opens its readers inside the graph), so few large
-        batches are much faster than many small ones.
-    """
-
-    min_valid: float = DEFAULT_MIN_VALID
-    min_patch_valid: float = 0.2
-    lookback_days: int = DEFAULT_LOOKBACK_DAYS
-    s1_tolerance_days: int = DEFAULT_S1_TOLERANCE_DAYS
-    min_coverage: float = DEFAULT_MIN_COVERAGE
-    validation_fraction: float = 0.1
-    test_fraction: float = 0.1
-    holdout_fraction: float = 0.1
-    holdout_block: int = 4
-    seed: int = 0
-    crs: str = DEFAULT_TRAINING_CRS
-    cloudy_threshold: float = DEFAULT_CLOUDY_THRESHOLD
-    rows_per_shard: int = 16
-    batch: int | None = None
-    threads: int | None = None
-
-    def __post_init__(self) -> None:
-        """Check ranges."""
-        for name in ("min_valid", "min_patch_valid", "min_coverage", "validation_fraction",
-                     "test_fraction", "holdout_fraction", "cloudy_threshold"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise InputError(f"cache option {name} must be in [0, 1], got {value!r}")
-        for name in ("holdout_block", "rows_per_shard"):
-            if getattr(self, name) < 1:
-                raise InputError(f"cache option {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("batch", "threads"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise InputError(f"cache option {name} must be >= 1, got {value}")
-
-    def content(self) -> dict[str, Any]:
-        """Return the options that define the cache's content (they go into the key)."""
-        data = asdict(self)
-        for name in ("cloudy_threshold", "rows_per_shard", "batch", "threads"):
-            data.pop(name)
-        return data
 
 
 # --------------------------------------------------------------------------- the request
@@ -291,12 +203,13 @@ def _make_plan(profile: CatalogProfile, request: _Request) -> _Plan:
                                  truth_grid=truth_grid)
     patches = tuple(patch_windows(window, request.patch))
     start, end = search_window([request.start, request.end], lookback_days=opts.lookback_days,
-                               s1_tolerance_days=opts.s1_tolerance_days)
+                               s1_tolerance_days=opts.s1_tolerance_days,
+                               s1_window_days=request.spec.s1_window_days)
     result = search(profile, request.bbox.to_tuple(), start, end)
     samples = find_samples(result, request.bbox, request.start, request.end,
                            min_valid=opts.min_valid, lookback_days=opts.lookback_days,
                            s1_tolerance_days=opts.s1_tolerance_days,
-                           min_coverage=opts.min_coverage)
+                           min_coverage=opts.min_coverage, spec=request.spec)
     if not samples:
         raise NoInputError(
             f"no training date between {request.start} and {request.end} over {request.bbox}: "
@@ -386,7 +299,8 @@ def _prepare(store: Path, request: _Request, plan: _Plan, state: str) -> zarr.Gr
         truncate(group, int(group_attrs(group)["progress"]["rows"]))
         return group
     group = zarr.open_group(store, mode="w", zarr_format=3, attributes=attrs)
-    create_arrays(group, request.patch, plan.truth is not None, request.options.rows_per_shard)
+    create_arrays(group, request.patch, plan.truth is not None, request.options.rows_per_shard,
+                  request.spec)
     return group
 
 
@@ -398,8 +312,12 @@ def _patch_graphs(steps: TimeSteps, plan: _Plan, spec: FeatureSpec) -> list[dict
     where = CubeWindow(plan.grid, plan.window)
     cubes = tile_cubes(steps, plan.result.s2, plan.result.s1, where, signer=plan.profile.signer)
     features = build_features(cubes, spec)
-    cube = {
-        "s1": features["s1"].transpose("s1_channel", "y", "x").data,
+    cube = {} if "s1" not in features else {
+        "s1": features["s1"].transpose("s1_channel", "y", "x").data}
+    if spec.s1_series:
+        cube |= {"s1_series": features["s1_series"].data,
+                 "s1_series_valid": features["s1_series_valid"].data.astype(np.uint8)}
+    cube |= {
         "lai": features["lai"].transpose("lai_channel", "y", "x").data,
         "masks": features["masks"].transpose("step", "mask_channel", "y", "x").data
         .astype(np.uint8),
@@ -410,6 +328,7 @@ def _patch_graphs(steps: TimeSteps, plan: _Plan, spec: FeatureSpec) -> list[dict
     truth = plan.truth
     if truth is not None:
         cube["truth_clear"] = truth.clear_label(steps, plan.result.s2, where)
+        cube["truth_gap"] = truth.gap_days(steps.date, plan.result.s2, plan.grid, plan.window)
     graphs = []
     for patch in plan.patches:
         local = patch.relative_to(plan.window)
@@ -417,14 +336,18 @@ def _patch_graphs(steps: TimeSteps, plan: _Plan, spec: FeatureSpec) -> list[dict
         arrays = {name: arr[..., rows, cols] for name, arr in cube.items()}
         if truth is not None:
             arrays |= truth.patch(steps.date, patch)
+        if spec.s1_series:
+            arrays["s1_days"] = features["s1_days"].values
         graphs.append(arrays)
     return graphs
 
 
-def _batch_size(options: CacheOptions, patch: int, client: Any | None) -> int:
+def _batch_size(options: CacheOptions, patch: int, client: Any | None,
+                spec: FeatureSpec) -> int:
     if options.batch is not None:
         return options.batch
-    fits = max(1, BATCH_BYTES // (_PATCH_BYTES_PER_PIXEL * patch * patch))
+    per_pixel = _PATCH_BYTES_PER_PIXEL + 9 * spec.s1_passes
+    fits = max(1, BATCH_BYTES // (per_pixel * patch * patch))
     if client is None:
         return fits
     workers = len(client.scheduler_info().get("workers", {}))
@@ -456,8 +379,11 @@ def _row(arrays: Mapping[str, np.ndarray], steps: TimeSteps, patch: Window, spli
     has_input = arrays["s1_valid"].any() or arrays["masks"][:, 0].any()
     if valid == 0.0 or valid < options.min_patch_valid or not has_input:
         return None
-    row = {name: arrays[name] for name in ("s1", "lai", "masks", "target", "target_mask")}
+    row = {name: arrays[name] for name in ("s1", "s1_series", "s1_series_valid", "lai", "masks",
+                                           "target", "target_mask") if name in arrays}
     row |= {name: value for name, value in arrays.items() if name.startswith("truth_")}
+    if "s1_days" in arrays:
+        row["s1_days"] = arrays["s1_days"]
     t = steps.date
     return row | {
         "season": season(t, spec=spec),
@@ -501,7 +427,7 @@ def _write_date(writer: RowWriter, steps: TimeSteps, plan: _Plan, request: _Requ
                 client: Any | None, count: _Count) -> None:
     """Compute one date's patches batch by batch and append the rows that pass the filters."""
     options, done = request.options, 0
-    batch = _batch_size(options, request.patch, client)
+    batch = _batch_size(options, request.patch, client, request.spec)
     graphs = _patch_graphs(steps, plan, request.spec)
     for computed in _computed(graphs, client, batch, options.threads):
         rows = []

@@ -18,12 +18,18 @@ from typing import Any, Literal, TypeAlias, get_args
 
 from lamap.errors import InputError
 
-__all__ = ["CPU_STEP_SECONDS", "STAGES", "Precision", "Stage", "TrainConfig", "milestones"]
+__all__ = ["CPU_STEP_SECONDS", "STAGES", "Precision", "Stage", "TrainConfig", "milestones",
+           "stage_number"]
 
-Stage: TypeAlias = Literal["enc1", "enc2", "fused"]
+#: A training stage's name (the architectures declare theirs, :mod:`lamap.model.registry`).
+Stage: TypeAlias = str
 Precision: TypeAlias = Literal["float32", "bfloat16"]
-#: The training stages, in the order they run.
-STAGES: tuple[Stage, ...] = get_args(Stage)
+#: The fused model's training stages, in the order they run.
+STAGES: tuple[Stage, ...] = ("enc1", "enc2", "fused", "sigma")
+#: Which field gives each stage's epochs (the registry's ``Stage.epochs_field``).
+_EPOCH_FIELDS = {"enc1": "epochs_enc1", "enc2": "epochs_enc2", "fused": "epochs",
+                 "sigma": "epochs_sigma", "step1": "epochs_enc1", "features": "epochs_enc2",
+                 "step2": "epochs"}
 
 
 @dataclass(frozen=True)
@@ -36,12 +42,18 @@ class TrainConfig:
     decay schedule) brings each head close to its plateau on the synthetic world and costs
     less than a third of the end-to-end stage, whose encoders are cheaper than the decoder.
 
+    The epochs fields name the fused model's stages; other architectures map their stages
+    onto them (:mod:`lamap.model.registry`; ``li2025``: ``step1`` ← ``epochs_enc1``,
+    ``features`` ← ``epochs_enc2``, ``step2`` ← ``epochs``).
+
     Parameters
     ----------
     epochs_enc1, epochs_enc2 : int
         Pre-training epochs of encoder 1 (radar) and encoder 2 (optical history); 0 skips.
     epochs : int
         End-to-end epochs with intermediate supervision; 0 skips.
+    epochs_sigma : int
+        Epochs of the spread head alone (the mean frozen), on ``sigma_split``; 0 skips.
     batch_size : int
         Patches per step.
     lr : float
@@ -81,7 +93,13 @@ class TrainConfig:
         initialisation; a head that starts at 0 spends hundreds of Adam steps (about 1e-3 per
         step) moving its output to the mean LAI/5 of about 0.4-0.5, which short CPU runs
         cannot afford (on a fake cache, 40 steps of the default network reach a validation
-        RMSE of 0.17 with it and 0.42 without).
+        RMSE of 0.17 with it and 0.42 without). Only the heads of stages that run are set.
+    crop : int, optional
+        Train on random ``crop × crop`` windows of the patches (new each epoch; validation
+        sees whole patches): more, cheaper steps for models with a small receptive field.
+    sigma_split : str
+        Cache split the spread head is fitted on: ``validation`` by default, patches the
+        mean was not fitted on, so σ learns the errors of unseen data, not of training data.
 
     Raises
     ------
@@ -107,16 +125,20 @@ class TrainConfig:
     precision: Precision = "float32"
     channels_last: bool = True
     init_head_bias: bool = True
+    epochs_sigma: int = 0
+    crop: int | None = None
+    sigma_split: str = "validation"
 
     def __post_init__(self) -> None:
         """Validate every field."""
-        for name in ("epochs_enc1", "epochs_enc2", "epochs", "num_workers", "seed"):
+        for name in ("epochs_enc1", "epochs_enc2", "epochs", "epochs_sigma", "num_workers",
+                     "seed"):
             _check_int(name, getattr(self, name), low=0)
         _check_int("batch_size", self.batch_size, low=1)
-        for name in ("max_steps_per_epoch", "max_val_batches", "threads"):
+        for name in ("max_steps_per_epoch", "max_val_batches", "threads", "crop"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), low=1)
-        if self.epochs_enc1 + self.epochs_enc2 + self.epochs == 0:
+        if self.epochs_enc1 + self.epochs_enc2 + self.epochs + self.epochs_sigma == 0:
             raise InputError("train config has 0 epochs in every stage: set epochs >= 1")
         _check_number("lr", self.lr, positive=True)
         _check_number("cloudy_weight", self.cloudy_weight, positive=True)
@@ -135,8 +157,10 @@ class TrainConfig:
             raise InputError(f"train config device must be a string, got {self.device!r}")
 
     def stage_epochs(self, stage: Stage) -> int:
-        """Epochs of ``stage`` (``"enc1"``, ``"enc2"`` or ``"fused"``)."""
-        return {"enc1": self.epochs_enc1, "enc2": self.epochs_enc2, "fused": self.epochs}[stage]
+        """Epochs of ``stage`` (a stage of any registered architecture)."""
+        if stage not in _EPOCH_FIELDS:
+            raise InputError(f"unknown training stage {stage!r}: use {sorted(_EPOCH_FIELDS)}")
+        return int(getattr(self, _EPOCH_FIELDS[stage]))
 
     @classmethod
     def cpu_demo(cls, *, precision: Precision = "bfloat16") -> TrainConfig:
@@ -272,6 +296,13 @@ def _check_number(name: str, value: object, *, positive: bool) -> None:
     if not ok:
         bound = "> 0" if positive else ">= 0"
         raise InputError(f"train config {name} must be a finite number {bound}, got {value!r}")
+
+
+def stage_number(stage: Stage) -> int:
+    """Return a fixed number per stage name (it seeds the batch order; the fused's: 0-3)."""
+    if stage not in _EPOCH_FIELDS:
+        raise InputError(f"unknown training stage {stage!r}: use {sorted(_EPOCH_FIELDS)}")
+    return list(_EPOCH_FIELDS).index(stage)
 
 
 def milestones(epochs: int) -> list[int]:

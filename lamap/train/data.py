@@ -1,10 +1,12 @@
 """The PyTorch dataset that streams training patches from the Zarr training cache.
 
 :class:`PatchDataset` returns, per patch, the dict the trainer (:mod:`lamap.train.loop`)
-takes: ``s1 (6, P, P)``, ``lai (2, P, P)``, ``masks (2, 6, P, P)``, ``season (2,)``,
+takes: the model's inputs (default the fused model's: ``s1 (6, P, P)``, ``lai (2, P, P)``,
+``masks (2, 6, P, P)``, ``season (2,)``; ``inputs=`` names others, e.g. li2025's series),
 ``target (1, P, P)`` (LAI/5), ``weight (1, P, P)`` (the loss mask ``target_mask``) as float32,
 ``cloudy`` (bool: ``cloudy_past`` at or above the cache's threshold) and ``index`` (the
-cache row, int64).
+cache row, int64). With ``crop`` every spatial array is cut to a random ``crop × crop``
+window, drawn like the augmentation from ``(rng_seed, epoch, row)``.
 
 * **Lazy and fork-safe.** The dataset holds only the store's path and the row numbers; each
   process opens the Zarr arrays on first use, and open handles are never pickled, so
@@ -40,20 +42,22 @@ from torch.utils.data import Dataset
 from lamap.errors import InputError
 from lamap.train.patches import Cache, open_cache
 
-__all__ = ["DEFAULT_MEMORY_LIMIT", "SPATIAL", "PatchDataset", "augment_arrays", "row_bytes"]
+__all__ = ["DEFAULT_MEMORY_LIMIT", "FUSED_INPUTS", "SPATIAL", "PatchDataset", "augment_arrays",
+           "row_bytes"]
 
 #: Largest split loaded into memory by default (bytes).
 DEFAULT_MEMORY_LIMIT = 1 << 30
 
-#: Arrays read per patch, and whether they are spatial (transformed by augmentation).
-_READ = ("s1", "lai", "masks", "season", "target", "target_mask")
+#: The fused model's inputs, read by default.
+FUSED_INPUTS = ("s1", "lai", "masks", "season")
 #: The spatial arrays of a sample (the last two axes are y, x).
-SPATIAL = ("s1", "lai", "masks", "target", "target_mask")
+SPATIAL = ("s1", "s1_series", "s1_series_valid", "lai", "masks", "target", "target_mask")
 
 
-def row_bytes(patch: int) -> int:
+def row_bytes(patch: int, series_passes: int = 0) -> int:
     """Return the bytes one patch takes in memory (float32 inputs and target, uint8 masks)."""
-    return (6 + 2 + 1) * 4 * patch * patch + (12 + 1) * patch * patch + 2 * 4
+    series = (8 * series_passes + series_passes) * patch * patch + 4 * series_passes
+    return (6 + 2 + 1) * 4 * patch * patch + (12 + 1) * patch * patch + 2 * 4 + series
 
 
 def augment_arrays(arrays: Mapping[str, np.ndarray], rotations: int, flip: bool
@@ -102,6 +106,11 @@ class PatchDataset(Dataset[dict[str, torch.Tensor]]):
         Bytes a split may take in memory when ``in_memory`` is None (default 1 GiB).
     cloudy_threshold : float, optional
         ``cloudy_past`` from which ``cloudy`` is true; default: the cache's.
+    inputs : sequence of str, optional
+        The model inputs to read (default :data:`FUSED_INPUTS`); ``target`` and
+        ``target_mask`` are always read.
+    crop : int, optional
+        Cut every item to a random ``crop × crop`` window (training of small models).
 
     Raises
     ------
@@ -119,8 +128,14 @@ class PatchDataset(Dataset[dict[str, torch.Tensor]]):
         in_memory: bool | None = None,
         memory_limit: int = DEFAULT_MEMORY_LIMIT,
         cloudy_threshold: float | None = None,
+        inputs: Sequence[str] | None = None,
+        crop: int | None = None,
     ) -> None:
         opened = cache if isinstance(cache, Cache) else open_cache(cache)
+        self.read_names = (*(inputs or FUSED_INPUTS), "target", "target_mask")
+        if crop is not None and not 0 < crop <= opened.patch_size:
+            raise InputError(f"crop must be in (0, {opened.patch_size}] pixels, got {crop}")
+        self.crop = crop
         rows = np.asarray(indices, dtype=np.int64).reshape(-1)
         if rows.size and (rows.min() < 0 or rows.max() >= len(opened)):
             raise InputError(
@@ -138,7 +153,8 @@ class PatchDataset(Dataset[dict[str, torch.Tensor]]):
         self._arrays: dict[str, zarr.Array] | None = None
         self._pid: int | None = None
         if in_memory is None:
-            in_memory = rows.size * row_bytes(self.patch_size) <= memory_limit
+            passes = opened.feature_spec.s1_passes
+            in_memory = rows.size * row_bytes(self.patch_size, passes) <= memory_limit
         self.in_memory = in_memory
         self._memory = self._load(rows) if in_memory else None
 
@@ -156,10 +172,20 @@ class PatchDataset(Dataset[dict[str, torch.Tensor]]):
             raise IndexError(f"patch {item} out of range for a dataset of {len(self)}")
         row = int(self.indices[item])
         arrays = self._row(item, row)
+        if self.crop is not None:
+            arrays = self._cropped(arrays, row)
         if self.augment:
             rng = np.random.default_rng([self.rng_seed, self.epoch, row])
             arrays = augment_arrays(arrays, int(rng.integers(4)), bool(rng.integers(2)))
         return self._tensors(arrays, row, bool(self.cloudy[item]))
+
+    def _cropped(self, arrays: Mapping[str, np.ndarray], row: int) -> dict[str, np.ndarray]:
+        assert self.crop is not None
+        rng = np.random.default_rng([self.rng_seed, self.epoch, row, 1])
+        top, left = (int(v) for v in rng.integers(0, self.patch_size - self.crop + 1, size=2))
+        window = (slice(top, top + self.crop), slice(left, left + self.crop))
+        return {name: value[..., window[0], window[1]] if name in SPATIAL else value
+                for name, value in arrays.items()}
 
     # ------------------------------------------------------------------ reading
 
@@ -167,7 +193,7 @@ class PatchDataset(Dataset[dict[str, torch.Tensor]]):
         """Return the Zarr arrays, opened once per process (never pickled)."""
         if self._arrays is None or self._pid != os.getpid():
             group = zarr.open_group(self.store, mode="r")
-            self._arrays = {name: cast(zarr.Array, group[name]) for name in _READ}
+            self._arrays = {name: cast(zarr.Array, group[name]) for name in self.read_names}
             self._pid = os.getpid()
         return self._arrays
 
@@ -177,7 +203,8 @@ class PatchDataset(Dataset[dict[str, torch.Tensor]]):
             return {}
         unique, inverse = np.unique(rows, return_inverse=True)
         arrays = self._open()
-        return {name: np.asarray(arrays[name].oindex[unique])[inverse] for name in _READ}
+        return {name: np.asarray(arrays[name].oindex[unique])[inverse]
+                for name in self.read_names}
 
     def _row(self, item: int, row: int) -> dict[str, np.ndarray]:
         if self._memory is not None:
@@ -190,11 +217,9 @@ class PatchDataset(Dataset[dict[str, torch.Tensor]]):
         def f32(value: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
 
-        return {
-            "s1": f32(arrays["s1"]),
-            "lai": f32(arrays["lai"]),
-            "masks": f32(arrays["masks"]),
-            "season": f32(arrays["season"]),
+        items = {name: f32(value) for name, value in arrays.items()
+                 if name not in ("target", "target_mask")}
+        return items | {
             "target": f32(arrays["target"])[None],
             "weight": f32(arrays["target_mask"])[None],
             "cloudy": torch.tensor(cloudy),

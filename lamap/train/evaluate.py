@@ -1,12 +1,14 @@
-"""Honest evaluation of the fused model against simple baselines, split by split.
+"""Honest evaluation of models side by side, against simple baselines, split by split.
 
 :func:`evaluate` scores, on each split of a training cache (default: the paper's
 "non-cloudy", "cloudy" and "unique areas", then the unique areas by how clear the past is),
-these methods (:data:`~lamap.train.report.METHODS`):
+every model given, on the same pixels, and these methods
+(:data:`~lamap.train.report.METHODS`):
 
-* ``model``: the decoder output of the fused network;
-* ``encoder 1``, ``encoder 2``: the heads of the radar and optical-history encoders inside
-  the same network (the paper's ablation);
+* each model's outputs (:mod:`lamap.train.eval_models`): for the fused network ``model``
+  (its decoder), ``encoder 1``, ``encoder 2`` (the heads of the radar and optical-history
+  encoders, the paper's ablation); for li2025 ``li2025``, ``li2025 step 1`` (the
+  CNN-Transformer alone) and EDCSTFN from each reference alone;
 * the baselines of :mod:`lamap.train.baselines`: ``persistence``, ``clear persistence``,
   ``linear interpolation``, and the pixel-wise ``linear regression`` and ``random forest``
   fitted on a random subsample of training pixels.
@@ -18,7 +20,7 @@ Scoring sets, per split (:data:`~lamap.train.report.SCORINGS`):
 * ``target``: pixels valid at t (``target_mask``) against the S2 LAI label; every method is
   scored on the pixels it can predict, and ``coverage`` is the fraction of those it predicts;
 * ``target-common``: the same, on the pixels *every* method predicts (those with a valid past
-  step, as the network and the regressions predict everywhere), to compare on equal terms;
+  step, as the networks and the regressions predict everywhere), to compare on equal terms;
 * on the synthetic world (the cache holds ``truth_lai``, ``truth_snap``, ``truth_cloud`` and
   ``truth_clear``), gap filling where it matters, pixels cloudy at t (``truth_cloud`` in 1, 2,
   3: cloud, cirrus, shadow), where S2 sees nothing, against three cloud-free references, each
@@ -30,7 +32,11 @@ Scoring sets, per split (:data:`~lamap.train.report.SCORINGS`):
     give. The key figure (:meth:`~lamap.train.report.EvalResult.gain`);
   - ``cloudy-t-snap``: ``truth_snap``, SNAP of the cloud-free reflectance on the truth grid,
     without the sensor path;
-  - ``cloudy-t-truth``: the true LAI.
+  - ``cloudy-t-truth``: the true LAI;
+  - with ``truth_gap``, the long gaps: ``cloudy-t-gap-le15``, ``cloudy-t-gap-gt15``,
+    ``cloudy-t-gap-gt30``, pixels cloudy at t whose last clear S2 is at most 15, more than
+    15, more than 30 days old, against ``truth_clear`` (pixels without a clear S2 in the
+    world's record are in none of them).
 
   For scale, the meta entries ``label_vs_clear_rmse`` and ``label_vs_snap_rmse`` (and the
   headline) give the RMSE of the S2 LAI label itself against ``truth_clear`` and
@@ -39,8 +45,10 @@ Scoring sets, per split (:data:`~lamap.train.report.SCORINGS`):
 
 Metrics over a scoring set's pixels (:class:`lamap.train.metrics.ErrorSums`): RMSE in m²/m²,
 RMSE on the paper's LAI/5 scale, R² (``1 - SSE / SST`` about the set's own mean), the number
-of pixels, and coverage. The results (:class:`~lamap.train.report.EvalResult`) are in
-:mod:`lamap.train.report`.
+of pixels, and coverage. For models with a spread, calibration on every scoring set but the
+``-common`` ones (:class:`lamap.train.uncertainty.Coverage`): the share of pixels whose
+reference lies within ±1σ and ±2σ, and the mean σ. The results
+(:class:`~lamap.train.report.EvalResult`) are in :mod:`lamap.train.report`.
 """
 
 from __future__ import annotations
@@ -54,11 +62,10 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 
 from lamap.errors import InputError
 from lamap.features import FeatureSpec
-from lamap.model import FusedLAINet, load_checkpoint, resolve_device, torch_threads
+from lamap.model import resolve_device, torch_threads
 from lamap.train.baselines import (
     MODEL_INPUTS,
     fit_regressions,
@@ -70,16 +77,27 @@ from lamap.train.baselines import (
     regression_predictions,
     temporal_baselines,
 )
+from lamap.train.eval_models import ModelLike, ScoredModel, predict_patches, resolve_models
 from lamap.train.metrics import ErrorSums, score
 from lamap.train.patches import SPLIT_NAMES, STORE_NAME, open_cache
-from lamap.train.report import METHODS, SCORINGS, TRUTH_REFERENCES, EvalResult, Score
+from lamap.train.report import (
+    METHODS,
+    SCORINGS,
+    TRUTH_REFERENCES,
+    Calibration,
+    EvalResult,
+    Score,
+)
+from lamap.train.uncertainty import Coverage
 
 __all__ = [
+    "GAP_SETS",
     "HELD_OUT_SPLITS",
     "METHODS",
     "PAPER_SPLITS",
     "SCORINGS",
     "CacheLike",
+    "Calibration",
     "EvalResult",
     "Score",
     "evaluate",
@@ -94,8 +112,9 @@ __all__ = [
 PAPER_SPLITS = ("non-cloudy", "cloudy", "unique")
 #: The held-out (unique) area by how clear the past is.
 HELD_OUT_SPLITS = ("unique-non-cloudy", "unique-cloudy")
-#: The methods the network gives: the decoder, then the heads of encoder 1 and encoder 2.
-_MODEL_METHODS = METHODS[:3]
+#: Long-gap scoring sets: name → (lowest gap excluded, highest gap included), in days.
+GAP_SETS = {"cloudy-t-gap-le15": (-1, 15), "cloudy-t-gap-gt15": (15, 10**4),
+            "cloudy-t-gap-gt30": (30, 10**4)}
 _CLOUD_CODES = (1, 2, 3)
 
 
@@ -132,12 +151,17 @@ class _Store:
     @property
     def truth_names(self) -> list[str]:
         """The ``truth_*`` arrays the cache holds."""
-        names = ["truth_lai", "truth_snap", "truth_cloud", "truth_clear"]
+        names = ["truth_lai", "truth_snap", "truth_cloud", "truth_clear", "truth_gap"]
         return [n for n in names if n in self.group] if self.has_truth else []
+
+    @property
+    def has_pixel_inputs(self) -> bool:
+        """Whether it holds the fused inputs the pixel-wise baselines read."""
+        return all(name in self.group for name in MODEL_INPUTS)
 
     def read(self, names: Sequence[str], rows: np.ndarray) -> dict[str, np.ndarray]:
         """Rows ``rows`` (sorted) of each array in ``names``."""
-        return {name: self.group[name].oindex[rows] for name in names}
+        return {name: self.group[name].oindex[rows] for name in dict.fromkeys(names)}
 
 
 def _open_store(cache: str | os.PathLike[str] | CacheLike) -> _Store:
@@ -153,34 +177,6 @@ def _open_store(cache: str | os.PathLike[str] | CacheLike) -> _Store:
 # --------------------------------------------------------------------------- predictions
 
 
-def _resolve_model(model: FusedLAINet | str | os.PathLike[str] | None, store: _Store,
-                   device: torch.device) -> tuple[FusedLAINet | None, dict[str, Any]]:
-    if model is None:
-        return None, {"model": None}
-    if isinstance(model, FusedLAINet):
-        return model.to(device).eval(), {"model": "in-memory FusedLAINet"}
-    loaded = load_checkpoint(model, map_location=device)
-    spec = FeatureSpec.from_dict(loaded.feature_spec)
-    if not spec.same_inputs(store.spec):  # the labels scored are the cache's
-        raise InputError(
-            f"checkpoint {model} was trained with feature spec {spec.to_dict()} but the cache "
-            f"{store.path} holds {store.spec.to_dict()}: evaluate on a cache built with the "
-            "checkpoint's feature spec"
-        )
-    return loaded.model.eval(), {"model": str(model), "model_sha256": loaded.sha256}
-
-
-def _model_predictions(model: FusedLAINet, data: Mapping[str, np.ndarray],
-                       spec: FeatureSpec) -> dict[str, np.ndarray]:
-    device = next(model.parameters()).device
-    inputs = {k: torch.from_numpy(np.asarray(data[k], dtype=np.float32)).to(device)
-              for k in MODEL_INPUTS}
-    with torch.inference_mode():
-        out = model(**inputs)
-    return {name: np.clip(t[:, 0].float().cpu().numpy() * spec.lai_scale, *spec.lai_clip)
-            for name, t in zip(_MODEL_METHODS, out, strict=True)}
-
-
 def _references(data: Mapping[str, np.ndarray],
                 spec: FeatureSpec) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Return the reference LAI (m²/m²) and the pixels to score, per base scoring set."""
@@ -192,6 +188,11 @@ def _references(data: Mapping[str, np.ndarray],
                 ref = np.clip(data[array], *spec.lai_clip)
                 refs[f"cloudy-t-{name}"] = (ref, cloudy & np.isfinite(ref))
         refs["cloudy-t-truth"] = (data["truth_lai"], cloudy & np.isfinite(data["truth_lai"]))
+        if "truth_gap" in data and "cloudy-t-clear" in refs:
+            clear, where = refs["cloudy-t-clear"]
+            for name, (low, high) in GAP_SETS.items():
+                gap = data["truth_gap"]
+                refs[name] = (clear, where & (gap > low) & (gap <= high) & (gap >= 0))
     return refs
 
 
@@ -239,10 +240,18 @@ def _fit_baselines(store: _Store, split: str, *, max_pixels: int, rf_max_pixels:
 class _SplitScorer:
     """Accumulates every (scoring set, method) over the batches of one split."""
 
-    def __init__(self) -> None:
+    def __init__(self, methods: Sequence[str]) -> None:
+        self.methods = list(methods)
         self.sums: dict[tuple[str, str], ErrorSums] = {}
         self.totals: dict[str, int] = {}
         self.label: dict[str, ErrorSums] = {}  # the S2 label vs each cloud-free reference
+        self.spread: dict[tuple[str, str], Coverage] = {}
+
+    def add_spread(self, method: str, pred: np.ndarray, sd: np.ndarray,
+                   refs: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """Count a model's calibration on every scoring set (not the ``-common`` ones)."""
+        for name, (ref, where) in refs.items():
+            self.spread.setdefault((name, method), Coverage()).add(pred, sd, ref, where)
 
     def add_label(self, data: Mapping[str, np.ndarray], spec: FeatureSpec) -> None:
         """Score the label itself against the cloud-free references where SCL sees ground."""
@@ -268,10 +277,18 @@ class _SplitScorer:
 
     def scores(self, split: str, lai_scale: float) -> list[Score]:
         order = {name: i for i, name in enumerate(SCORINGS)}
-        keys = sorted(self.sums, key=lambda k: (order.get(k[0], 99), METHODS.index(k[1])))
+        keys = sorted(self.sums, key=lambda k: (order.get(k[0], 99), self.methods.index(k[1])))
+        scored = {name for (name, _), s in self.sums.items() if s.n}  # empty sets are left out
         return [Score(split, scoring, method, s.rmse, s.rmse / lai_scale, s.r2, s.n,
                       s.n / self.totals[scoring] if self.totals[scoring] else math.nan)
-                for (scoring, method), s in ((k, self.sums[k]) for k in keys)]
+                for (scoring, method), s in ((k, self.sums[k]) for k in keys)
+                if scoring in scored]
+
+    def calibration(self, split: str) -> list[Calibration]:
+        order = {name: i for i, name in enumerate(SCORINGS)}
+        keys = sorted(self.spread, key=lambda k: (order.get(k[0], 99), self.methods.index(k[1])))
+        return [Calibration(split, scoring, method, c.n, c.cover1, c.cover2, c.mean_sd, c.rms_z)
+                for (scoring, method), c in ((k, self.spread[k]) for k in keys)]
 
 
 def _chunks(rows: np.ndarray, size: int) -> Iterator[np.ndarray]:
@@ -279,26 +296,33 @@ def _chunks(rows: np.ndarray, size: int) -> Iterator[np.ndarray]:
         yield rows[start:start + size]
 
 
-def _score_split(store: _Store, rows: np.ndarray, split: str, model: FusedLAINet | None,
+def _score_split(store: _Store, rows: np.ndarray, split: str, models: Sequence[ScoredModel],
                  regressors: Mapping[str, Any], batch_size: int
-                 ) -> tuple[list[Score], float, dict[str, float]]:
-    names = [*MODEL_INPUTS, "target", "target_mask", "past_days", *store.truth_names]
-    scorer, model_seconds = _SplitScorer(), 0.0
+                 ) -> tuple[list[Score], list[Calibration], float, dict[str, float]]:
+    names = [*(MODEL_INPUTS if store.has_pixel_inputs else ()), "lai", "masks",
+             *(name for model in models for name in model.inputs), "target", "target_mask",
+             "past_days", *store.truth_names]
+    methods = [*(m for model in models for m in model.methods.values()), *METHODS[3:]]
+    scorer, model_seconds = _SplitScorer(methods), 0.0
     for part in _chunks(rows, batch_size):
         data = store.read(names, part)
         refs = _references(data, store.spec)
         preds: dict[str, np.ndarray] = {}
-        if model is not None:
+        for model in models:
             start = time.perf_counter()
-            preds |= _model_predictions(model, data, store.spec)
+            found, sd = predict_patches(model, data, store.spec)
             model_seconds += time.perf_counter() - start
+            preds |= found
+            if sd is not None:
+                scorer.add_spread(model.name, found[model.name], sd, refs)
         preds |= temporal_baselines(data, store.spec)
         where = np.logical_or.reduce([mask for _, mask in refs.values()])
         preds |= regression_predictions(regressors, data, where, store.spec)
         scorer.add(preds, refs)
         scorer.add_label(data, store.spec)
     label = {name: sums.rmse for name, sums in scorer.label.items() if sums.n}
-    return scorer.scores(split, store.spec.lai_scale), model_seconds, label
+    return (scorer.scores(split, store.spec.lai_scale), scorer.calibration(split),
+            model_seconds, label)
 
 
 def _split_rows(store: _Store, split: str, max_patches: int | None, seed: int) -> np.ndarray:
@@ -313,21 +337,21 @@ def _split_rows(store: _Store, split: str, max_patches: int | None, seed: int) -
 
 # --------------------------------------------------------------------------- entry point
 
-#: The paper's splits: unseen locations by how clear the past is, and the unique areas.
-def evaluate(model_or_checkpoint: FusedLAINet | str | os.PathLike[str] | None,
+def evaluate(models: ModelLike | Sequence[ModelLike] | None,
              cache: str | os.PathLike[str] | CacheLike, *,
              splits: Sequence[str] | None = None,
              baselines: bool = True, fit_split: str = "train", max_pixels: int = 200_000,
              rf_max_pixels: int = 50_000, rf_trees: int = 50, rf_depth: int = 12,
              max_patches: int | None = None, batch_size: int = 16, device: str = "cpu",
              threads: int = 2, seed: int = 0) -> EvalResult:
-    """Score the model, its encoders and the baselines on splits of a training cache.
+    """Score models side by side, their parts and the baselines on splits of a training cache.
 
     Parameters
     ----------
-    model_or_checkpoint : FusedLAINet, path or None
-        The network (moved to ``device`` and put in eval mode), or a checkpoint to load (its
-        feature spec must equal the cache's); None scores the baselines only.
+    models : network, path, sequence of them, or None
+        Networks of registered architectures (moved to ``device`` and put in eval mode), or
+        checkpoints to load (their feature specs must be ones the cache provides); None
+        scores the baselines only.
     cache : path or CacheLike
         The cache directory (opened with :func:`lamap.train.cache.open_cache`) or an opened
         cache (anything with ``path`` and ``split_indices``, such as
@@ -363,8 +387,8 @@ def evaluate(model_or_checkpoint: FusedLAINet | str | os.PathLike[str] | None,
     Raises
     ------
     InputError
-        If the cache is missing, a split is unknown or empty, or the checkpoint's feature
-        spec differs from the cache's.
+        If the cache is missing, a split is unknown or empty, or a checkpoint's inputs are
+        not in the cache.
     ImportError
         If ``baselines`` is set and scikit-learn is not installed.
     """
@@ -374,26 +398,32 @@ def evaluate(model_or_checkpoint: FusedLAINet | str | os.PathLike[str] | None,
         splits = [*PAPER_SPLITS, *(name for name in HELD_OUT_SPLITS
                                    if len(store.split_indices(name)))]
     with torch_threads(threads):
-        model, meta = _resolve_model(model_or_checkpoint, store, resolve_device(device))
+        scored = resolve_models(models, store.spec, resolve_device(device), store.path)
+        meta: dict[str, Any] = {"models": [
+            {"name": m.name, "source": m.source, "sha256": m.sha256} for m in scored]}
+        if len(scored) == 1:
+            meta |= {"model": scored[0].source, "model_sha256": scored[0].sha256}
         regressors: dict[str, Any] = {}
-        if baselines:
+        if baselines and store.has_pixel_inputs:
             regressors, fit_meta = _fit_baselines(
                 store, fit_split, max_pixels=max_pixels, rf_max_pixels=rf_max_pixels,
                 rf_trees=rf_trees, rf_depth=rf_depth, threads=threads,
                 batch_size=batch_size, seed=seed)
             meta |= fit_meta
-        scores, patches = _score_splits(store, splits, model, regressors, max_patches,
-                                        batch_size, seed, meta)
+        scores, calibration, patches = _score_splits(store, splits, scored, regressors,
+                                                     max_patches, batch_size, seed, meta)
     meta |= {"cache": str(store.path), "splits": list(splits), "patches": patches,
              "lai_scale": store.spec.lai_scale, "lai_clip": list(store.spec.lai_clip),
              "synthetic_truth": store.has_truth, "seconds": time.perf_counter() - start}
-    return EvalResult(tuple(scores), meta)
+    return EvalResult(tuple(scores), meta, tuple(calibration))
 
 
-def _score_splits(store: _Store, splits: Sequence[str], model: FusedLAINet | None,
+def _score_splits(store: _Store, splits: Sequence[str], models: Sequence[ScoredModel],
                   regressors: Mapping[str, Any], max_patches: int | None, batch_size: int,
-                  seed: int, meta: dict[str, Any]) -> tuple[list[Score], dict[str, int]]:
+                  seed: int, meta: dict[str, Any]
+                  ) -> tuple[list[Score], list[Calibration], dict[str, int]]:
     scores: list[Score] = []
+    calibration: list[Calibration] = []
     patches: dict[str, int] = {}
     model_seconds = 0.0
     for split in splits:
@@ -402,12 +432,14 @@ def _score_splits(store: _Store, splits: Sequence[str], model: FusedLAINet | Non
             raise InputError(
                 f"split {split!r} of cache {store.path} has no patches: leave it out of splits"
             )
-        found, seconds, label = _score_split(store, rows, split, model, regressors, batch_size)
+        found, spread, seconds, label = _score_split(store, rows, split, models, regressors,
+                                                     batch_size)
         scores += found
+        calibration += spread
         patches[split] = int(rows.size)
         model_seconds += seconds
         for name, value in label.items():
             meta.setdefault(f"label_vs_{name}_rmse", {})[split] = value
     total = sum(patches.values())
-    meta["model_seconds_per_patch"] = model_seconds / total if model is not None else None
-    return scores, patches
+    meta["model_seconds_per_patch"] = model_seconds / total if models else None
+    return scores, calibration, patches

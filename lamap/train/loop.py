@@ -1,14 +1,18 @@
-"""Training the fused model with the paper's recipe (MODEL.md), resumable epoch by epoch.
+"""Training a registered model stage by stage, resumable epoch by epoch.
 
-Three stages run in order:
+The stages are the architecture's (:mod:`lamap.model.registry`, their parts and losses in
+:mod:`lamap.train.stages`). For the fused model, MODEL.md's recipe:
 
 1. ``enc1``: encoder 1 (radar) alone, :meth:`~lamap.model.FusedLAINet.forward_enc1` and its
    head, masked MSE against LAI/5 at t;
 2. ``enc2``: encoder 2 (optical history) alone, the same way;
 3. ``fused``: the whole network end to end with intermediate supervision,
-   :func:`lamap.model.fused_loss` (``dec + α·enc1 + β·enc2``).
+   :func:`lamap.model.fused_loss` (``dec + α·enc1 + β·enc2``);
+4. ``sigma`` (when ``epochs_sigma`` > 0 and the model has a spread head): the spread head
+   alone, Gaussian NLL with the mean frozen, on its own data (``stage_data``; the trainer of
+   ``lamap train`` gives it the validation split).
 
-Before the first stage the three heads' biases are set to the mean training target
+Before the first stage the heads' biases are set to the mean training target
 (:func:`init_head_biases`, :attr:`TrainConfig.init_head_bias`). Each stage gets a fresh Adam
 optimiser over the parameters it trains and a step decay by
 :attr:`TrainConfig.decay_factor` at 1/3 and 2/3 of its epochs (:func:`milestones`). After every
@@ -59,14 +63,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from lamap.errors import InputError
-from lamap.model import (
-    FusedLAINet,
-    Prediction,
-    fused_loss,
-    masked_mse,
-    resolve_device,
-    torch_threads,
-)
+from lamap.feature_spec import FeatureSpec
+from lamap.model import architecture_of, resolve_device, torch_threads
 from lamap.runtime.progress import Progress, Reporter
 from lamap.train.config import (
     CPU_STEP_SECONDS,
@@ -75,8 +73,10 @@ from lamap.train.config import (
     Stage,
     TrainConfig,
     milestones,
+    stage_number,
 )
 from lamap.train.metrics import ErrorSums, ValMetrics
+from lamap.train.stages import batch_keys, init_biases, prepare_stage, stage_loss
 from lamap.train.state import (
     STATE_FORMAT,
     EpochRecord,
@@ -173,58 +173,23 @@ def batch_weight(batch: Mapping[str, Tensor], cloudy_weight: float) -> Tensor:
     return weight * torch.where(cloudy.bool(), cloudy_weight, 1.0).to(weight.dtype)
 
 
-def stage_loss(model: FusedLAINet, batch: Mapping[str, Tensor], stage: Stage, weight: Tensor, *,
-               alpha: float = 0.1, beta: float = 0.15) -> tuple[Tensor, Tensor]:
-    """Compute the loss a stage minimises on one batch, and the prediction it scores.
-
-    Parameters
-    ----------
-    model : FusedLAINet
-        The network.
-    batch : mapping
-        Model inputs ``s1``, ``lai``, ``masks``, ``season`` and the ``target``.
-    stage : {"enc1", "enc2", "fused"}
-        ``enc1``/``enc2``: masked MSE of that encoder's head; ``fused``:
-        :func:`lamap.model.fused_loss` of the decoder and both heads.
-    weight : torch.Tensor
-        Per-pixel weight ``(B, 1, H, W)``, see :func:`batch_weight`.
-    alpha, beta : float
-        Head weights of the end-to-end loss.
-
-    Returns
-    -------
-    loss : torch.Tensor
-        Scalar.
-    prediction : torch.Tensor
-        ``(B, 1, H, W)`` output of the head the stage trains (the decoder for ``fused``),
-        float32 even under autocast, so the losses are summed in float32.
-    """
-    target = batch["target"]
-    if stage == "enc1":
-        pred = model.forward_enc1(batch["s1"], batch["masks"], batch["season"]).float()
-        return masked_mse(pred, target, weight), pred
-    if stage == "enc2":
-        pred = model.forward_enc2(batch["lai"], batch["masks"], batch["season"]).float()
-        return masked_mse(pred, target, weight), pred
-    out = Prediction(*(p.float() for p in model(batch["s1"], batch["lai"], batch["masks"],
-                                                 batch["season"])))
-    return fused_loss(out, target, weight, alpha=alpha, beta=beta), out.lai
-
-
 def _to_device(batch: Mapping[str, Any], device: torch.device, *,
-               channels_last: bool = False) -> dict[str, Tensor]:
-    missing = [k for k in BATCH_KEYS if k not in batch]
+               channels_last: bool = False, keys: tuple[str, ...] = BATCH_KEYS
+               ) -> dict[str, Tensor]:
+    missing = [k for k in keys if k not in batch]
     if missing:
         raise InputError(
             f"training batches lack {missing} (they have {sorted(batch)}): the dataset must "
-            "yield dicts like lamap.train.data.PatchDataset's"
+            "yield dicts like lamap.train.data.PatchDataset's, with the model's inputs"
         )
-    moved = {k: torch.as_tensor(batch[k]).to(device, non_blocking=True) for k in BATCH_KEYS}
-    for key in ("s1", "lai", "masks", "season", "target"):
-        moved[key] = moved[key].float()
+    moved = {k: torch.as_tensor(batch[k]).to(device, non_blocking=True) for k in keys}
+    for key in keys:
+        if key != "cloudy":
+            moved[key] = moved[key].float()
     if channels_last:
-        for key in ("s1", "lai", "target", "weight"):
-            moved[key] = moved[key].contiguous(memory_format=torch.channels_last)
+        for key in keys:
+            if moved[key].dim() == 4:
+                moved[key] = moved[key].contiguous(memory_format=torch.channels_last)
     return moved
 
 
@@ -237,17 +202,18 @@ def _channels_last(model: nn.Module) -> bool:
     return False
 
 
-def init_head_biases(model: FusedLAINet, data: Dataset[Any], *, batch_size: int = 32,
-                     seed: int = 0, max_batches: int = 16) -> float:
-    """Set the biases of the encoder heads and the decoder's last layer to the mean target.
+def init_head_biases(model: nn.Module, data: Dataset[Any], *, batch_size: int = 32,
+                     seed: int = 0, max_batches: int = 16,
+                     stages: tuple[str, ...] | None = None) -> float:
+    """Set the biases of the LAI heads to the mean target (spread heads to a start σ).
 
     The mean is weighted by the loss mask, over up to ``max_batches`` batches drawn in a
     seeded order (the global RNG is not used), so that every head starts predicting the
-    average LAI/5 instead of 0.
+    average LAI/5 instead of 0 (:func:`lamap.train.stages.init_biases`).
 
     Parameters
     ----------
-    model : FusedLAINet
+    model : torch.nn.Module
         The network, changed in place.
     data : Dataset
         Training items with ``target`` and ``weight``.
@@ -257,6 +223,8 @@ def init_head_biases(model: FusedLAINet, data: Dataset[Any], *, batch_size: int 
         Seed of the batch order.
     max_batches : int
         Batches to average over.
+    stages : tuple of str, optional
+        Only the heads of these stages (default: every stage of the architecture).
 
     Returns
     -------
@@ -274,20 +242,18 @@ def init_head_biases(model: FusedLAINet, data: Dataset[Any], *, batch_size: int 
         total += float((batch["target"].double() * weight).sum())
         count += float(weight.sum())
     mean = total / count if count else 0.0
-    with torch.no_grad():
-        for head in (model.enc1.head, model.enc2.head, model.decoder.out):
-            if head.bias is not None:
-                head.bias.fill_(mean)
+    init_biases(model, mean, stages or architecture_of(model).stage_names)
     return mean
 
 
 # --------------------------------------------------------------------------- validation
 
 
-def validate(model: FusedLAINet, data: Dataset[Any] | DataLoader[Any], *,
+def validate(model: nn.Module, data: Dataset[Any] | DataLoader[Any], *,
              stage: Stage = "fused", batch_size: int = 32, max_batches: int | None = None,
              alpha: float = 0.1, beta: float = 0.15,
-             device: str | torch.device | None = None) -> ValMetrics:
+             device: str | torch.device | None = None,
+             spec: FeatureSpec | None = None) -> ValMetrics:
     """Score one head on a dataset: loss, masked RMSE and R² on the LAI/5 scale.
 
     The model runs in eval mode under ``torch.inference_mode()``; its train/eval mode is
@@ -296,11 +262,11 @@ def validate(model: FusedLAINet, data: Dataset[Any] | DataLoader[Any], *,
 
     Parameters
     ----------
-    model : FusedLAINet
+    model : torch.nn.Module
         The network.
     data : Dataset or DataLoader
         Items (or batches) as described in the module docstring.
-    stage : {"enc1", "enc2", "fused"}
+    stage : str
         Which head to score, and which loss to report (see :func:`stage_loss`).
     batch_size : int
         Patches per batch when ``data`` is a Dataset.
@@ -310,6 +276,8 @@ def validate(model: FusedLAINet, data: Dataset[Any] | DataLoader[Any], *,
         Head weights of the end-to-end loss.
     device : str or torch.device, optional
         Where to run; default: where the model's parameters are.
+    spec : FeatureSpec, optional
+        The inputs' feature definition (some losses read its mask layout).
 
     Returns
     -------
@@ -325,9 +293,10 @@ def validate(model: FusedLAINet, data: Dataset[Any] | DataLoader[Any], *,
             for index, raw in enumerate(loader):
                 if max_batches is not None and index >= max_batches:
                     break
-                batch = _to_device(raw, dev, channels_last=_channels_last(model))
+                batch = _to_device(raw, dev, channels_last=_channels_last(model),
+                                   keys=batch_keys(model))
                 loss, pred = stage_loss(model, batch, stage, batch["weight"].float(),
-                                        alpha=alpha, beta=beta)
+                                        alpha=alpha, beta=beta, spec=spec)
                 losses.append(float(loss))
                 sums.add(pred, batch["target"], batch["weight"])
     finally:
@@ -344,7 +313,7 @@ def _epoch_batches(data: Dataset[Any], config: TrainConfig, stage: Stage, epoch:
     """Shuffled batches of one epoch, in an order fixed by (seed, stage, epoch)."""
     if hasattr(data, "set_epoch"):
         data.set_epoch(epoch)
-    seed = (config.seed * 1_000_003 + STAGES.index(stage) * 10_007 + epoch) % (2**63)
+    seed = (config.seed * 1_000_003 + stage_number(stage) * 10_007 + epoch) % (2**63)
     generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(data, batch_size=config.batch_size,
                         sampler=RandomSampler(data, generator=generator),  # type: ignore[arg-type]
@@ -364,15 +333,16 @@ def _train_epoch(run: RunState, stepper: Stepper, data: Dataset[Any],
                  bar: _Batches) -> tuple[int, float]:
     """One epoch of optimiser steps; returns (steps, mean loss)."""
     cfg, stage = run.config, stepper.stage
-    run.model.train()
+    prepare_stage(run.model, stage)
     total, steps = 0.0, 0
+    spec, keys = FeatureSpec.from_dict(run.feature_spec), batch_keys(run.model)
     for raw in _epoch_batches(data, cfg, stage, stepper.epoch, run.device):
-        batch = _to_device(raw, run.device, channels_last=cfg.channels_last)
+        batch = _to_device(raw, run.device, channels_last=cfg.channels_last, keys=keys)
         with torch.autocast(run.device.type, dtype=torch.bfloat16,
                             enabled=cfg.precision == "bfloat16"):
             loss, _ = stage_loss(run.model, batch, stage,
                                  batch_weight(batch, cfg.cloudy_weight),
-                                 alpha=cfg.alpha, beta=cfg.beta)
+                                 alpha=cfg.alpha, beta=cfg.beta, spec=spec)
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"the {stage} loss became {loss.item()} at epoch {stepper.epoch + 1}, step "
@@ -396,7 +366,8 @@ def _run_epoch(run: RunState, stepper: Stepper, train_data: Dataset[Any],
     steps, loss = _train_epoch(run, stepper, train_data, bar)
     val = None if val_data is None else validate(
         run.model, val_data, stage=stage, batch_size=cfg.batch_size,
-        max_batches=cfg.max_val_batches, alpha=cfg.alpha, beta=cfg.beta)
+        max_batches=cfg.max_val_batches, alpha=cfg.alpha, beta=cfg.beta,
+        spec=FeatureSpec.from_dict(run.feature_spec))
     stepper.scheduler.step()
     stepper.epoch += 1
     record = EpochRecord(stage, stepper.epoch, steps, lr, loss, val,
@@ -426,25 +397,30 @@ def _describe(record: EpochRecord) -> str:
 
 
 def _run_stages(run: RunState, train_data: Dataset[Any], val_data: Dataset[Any] | None,
-                saved: Mapping[str, Any] | None, budget: _Budget) -> bool:
+                saved: Mapping[str, Any] | None, budget: _Budget,
+                stage_data: Mapping[str, Dataset[Any]]) -> bool:
     """Run the stages from where ``saved`` stopped; True when all are done."""
-    start = STAGES.index(saved["stage"]) if saved is not None else 0
-    for stage in STAGES[start:]:
+    stages = run.stages
+    start = stages.index(saved["stage"]) if saved is not None else 0
+    for stage in stages[start:]:
+        if run.config.stage_epochs(stage) == 0:
+            continue
         stage_saved = saved if saved is not None and saved["stage"] == stage else None
         stepper = new_stepper(run, stage, stage_saved)
+        data = stage_data.get(stage, train_data)
         while stepper.epoch < run.config.stage_epochs(stage):
             if budget.exhausted(run):
                 return False
-            run.history.append(_run_epoch(run, stepper, train_data, val_data))
+            run.history.append(_run_epoch(run, stepper, data, val_data))
             budget.epochs_run += 1
-            save_run(run, stepper, complete=_finished(run.config, stepper))
+            save_run(run, stepper, complete=_finished(run, stepper))
     return True
 
 
-def _finished(config: TrainConfig, stepper: Stepper) -> bool:
-    later = STAGES[STAGES.index(stepper.stage) + 1:]
-    return (stepper.epoch >= config.stage_epochs(stepper.stage)
-            and all(config.stage_epochs(s) == 0 for s in later))
+def _finished(run: RunState, stepper: Stepper) -> bool:
+    later = run.stages[run.stages.index(stepper.stage) + 1:]
+    return (stepper.epoch >= run.config.stage_epochs(stepper.stage)
+            and all(run.config.stage_epochs(s) == 0 for s in later))
 
 
 @dataclass
@@ -465,18 +441,19 @@ class _Budget:
 # --------------------------------------------------------------------------- entry point
 
 
-def train(model: FusedLAINet, train_data: Dataset[Any], val_data: Dataset[Any] | None,
+def train(model: nn.Module, train_data: Dataset[Any], val_data: Dataset[Any] | None,
           config: TrainConfig, *, out: str | os.PathLike[str],
           feature_spec: Mapping[str, Any], data_info: Mapping[str, Any] | None = None,
           progress: Progress | bool | None = True, resume: bool = False,
-          stop_after: int | None = None, time_limit_s: float | None = None) -> TrainResult:
-    """Train ``model`` with the three-stage recipe, checkpointing after every epoch.
+          stop_after: int | None = None, time_limit_s: float | None = None,
+          stage_data: Mapping[str, Dataset[Any]] | None = None) -> TrainResult:
+    """Train ``model`` stage by stage (its architecture's), checkpointing after every epoch.
 
     Parameters
     ----------
-    model : FusedLAINet
-        The network, trained in place (moved to ``config.device``); with ``resume=True`` its
-        weights are replaced by the saved ones.
+    model : torch.nn.Module
+        A network of a registered architecture, trained in place (moved to
+        ``config.device``); with ``resume=True`` its weights are replaced by the saved ones.
     train_data : Dataset
         Training patches (see the module docstring for the item layout).
     val_data : Dataset, optional
@@ -502,6 +479,9 @@ def train(model: FusedLAINet, train_data: Dataset[Any], val_data: Dataset[Any] |
         Run at most this many epochs in this call, then return (resume later).
     time_limit_s : float, optional
         Start no new epoch after this many seconds of this call.
+    stage_data : mapping, optional
+        Training data of particular stages (e.g. ``{"sigma": validation patches}``) instead
+        of ``train_data``.
 
     Returns
     -------
@@ -517,7 +497,8 @@ def train(model: FusedLAINet, train_data: Dataset[Any], val_data: Dataset[Any] |
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
-    saved = read_state(state_path(out), config) if resume else None
+    arch = architecture_of(model)
+    saved = read_state(state_path(out), config, arch.name) if resume else None
     info = _data_info(train_data, val_data, data_info)
     model = model.to(device)
     if config.channels_last:
@@ -528,9 +509,10 @@ def train(model: FusedLAINet, train_data: Dataset[Any], val_data: Dataset[Any] |
         if saved is not None:
             restore_run(run, saved)
         elif config.init_head_bias:
-            run.head_bias = init_head_biases(run.model, train_data,
+            running = tuple(s for s in run.stages if config.stage_epochs(s) > 0)
+            run.head_bias = init_head_biases(run.model, train_data, stages=running,
                                              batch_size=config.batch_size, seed=config.seed)
-        complete = _run_stages(run, train_data, val_data, saved, budget)
+        complete = _run_stages(run, train_data, val_data, saved, budget, stage_data or {})
     return TrainResult(out, state_path(out), tuple(run.history), complete, run.wall_time,
                        run.summary(complete))
 

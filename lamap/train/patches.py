@@ -32,7 +32,16 @@ array                   shape                   dtype      meaning
 ``truth_clear``         (N, P, P)               float32    demo world only: the S2 LAI label
                                                            of t's cloud-free twin products
                                                            (same loader path), NaN where none
+``truth_gap``           (N, P, P)               int16      demo world only: days since the
+                                                           pixel's last clear S2 before t, -1
+                                                           if none in the world's record
+``s1_series``           (N, S, 2, P, P)         float32    with a series (S passes): VV, VH
+``s1_series_valid``     (N, S, P, P)            uint8      1 where the pass exists there
+``s1_days``             (N, S)                  float32    each pass's day minus t
 ======================  ======================  =========  ====================================
+
+``s1`` is there when the spec has the Sentinel-1 steps, the ``s1_*`` series arrays when it
+has a series (:mod:`lamap.radar_series`); a cache with both serves either kind of model.
 
 Rows are ordered by date, then row, then column. Patch-sized arrays have one Zarr chunk per
 row (a dataset reads only the row it needs) inside shards of ``rows_per_shard`` rows (few
@@ -105,8 +114,8 @@ _ARRAY_ATTRS: dict[str, dict[str, Any]] = {
 # --------------------------------------------------------------------------- layout
 
 
-def array_layout(patch: int,
-                 truth: bool) -> dict[str, tuple[str, tuple[int, ...], tuple[str, ...]]]:
+def array_layout(patch: int, truth: bool, spec: FeatureSpec | None = None
+                 ) -> dict[str, tuple[str, tuple[int, ...], tuple[str, ...]]]:
     """Return every array of the store: name → (dtype, shape after N, dimension names).
 
     Parameters
@@ -115,15 +124,19 @@ def array_layout(patch: int,
         Patch edge P in pixels.
     truth : bool
         Whether the demo world's ``truth_*`` arrays are included.
+    spec : FeatureSpec, optional
+        The feature definition (its Sentinel-1 steps and series); default the fused one.
 
     Returns
     -------
     dict
         In the order the arrays are created; dimension names exclude the leading ``patch``.
     """
-    yx, p = ("y", "x"), patch
-    layout = {
-        "s1": ("float32", (6, p, p), ("s1_channel", *yx)),
+    yx, p, spec = ("y", "x"), patch, spec or FeatureSpec()
+    layout: dict[str, tuple[str, tuple[int, ...], tuple[str, ...]]] = {}
+    if spec.s1_at_steps:
+        layout["s1"] = ("float32", (6, p, p), ("s1_channel", *yx))
+    layout |= {
         "lai": ("float32", (2, p, p), ("lai_channel", *yx)),
         "masks": ("uint8", (2, 6, p, p), ("step", "mask_channel", *yx)),
         "season": ("float32", (2,), ("season_channel",)),
@@ -138,12 +151,18 @@ def array_layout(patch: int,
         "valid_fraction": ("float32", (), ()),
         "s1_valid_fraction": ("float32", (), ()),
     }
+    if spec.s1_series:
+        n = spec.s1_passes
+        layout |= {"s1_series": ("float32", (n, 2, p, p), ("s1_pass", "s1_band", *yx)),
+                   "s1_series_valid": ("uint8", (n, p, p), ("s1_pass", *yx)),
+                   "s1_days": ("float32", (n,), ("s1_pass",))}
     if truth:
         layout |= {name: (dtype, (p, p), yx) for name, (dtype, _, _) in TRUTH_ARRAYS.items()}
     return layout
 
 
-def create_arrays(group: zarr.Group, patch: int, truth: bool, rows_per_shard: int) -> None:
+def create_arrays(group: zarr.Group, patch: int, truth: bool, rows_per_shard: int,
+                  spec: FeatureSpec | None = None) -> None:
     """Create every array of :func:`array_layout` in ``group``, with 0 rows.
 
     Patch-sized arrays get one chunk per row inside shards of ``rows_per_shard`` rows;
@@ -151,7 +170,7 @@ def create_arrays(group: zarr.Group, patch: int, truth: bool, rows_per_shard: in
     """
     fills = {name: fill for name, (_, fill, _) in TRUTH_ARRAYS.items()}
     attrs = _ARRAY_ATTRS | {name: a for name, (_, _, a) in TRUTH_ARRAYS.items()}
-    for name, (dtype, tail, dims) in array_layout(patch, truth).items():
+    for name, (dtype, tail, dims) in array_layout(patch, truth, spec).items():
         spatial = len(tail) >= 2
         chunks = (1, *tail) if spatial else (_SCALAR_CHUNK, *tail)
         group.create_array(

@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["METHODS", "SCORINGS", "TRUTH_REFERENCES", "EvalResult", "Score"]
+__all__ = ["METHODS", "SCORINGS", "TRUTH_REFERENCES", "Calibration", "EvalResult", "Score"]
 
-#: Methods in the order tables list them.
+#: Methods in the order tables list them with one fused model (models' own labels first).
 METHODS = ("model", "encoder 1", "encoder 2", "persistence", "clear persistence",
            "linear interpolation", "linear regression", "random forest")
 #: Scoring sets and their titles in :meth:`EvalResult.to_markdown`.
@@ -29,6 +29,15 @@ SCORINGS = {
     "cloudy-t-snap-common": "pixels cloudy at t vs the cloud-free SNAP LAI, common pixels",
     "cloudy-t-truth": "pixels cloudy at t vs the true LAI, each method on its own pixels",
     "cloudy-t-truth-common": "pixels cloudy at t vs the true LAI, on common pixels",
+    "cloudy-t-gap-le15": "pixels cloudy at t, last clear S2 at most 15 days old, vs the "
+                         "cloud-free S2 label",
+    "cloudy-t-gap-le15-common": "the same, on common pixels",
+    "cloudy-t-gap-gt15": "pixels cloudy at t, last clear S2 more than 15 days old, vs the "
+                         "cloud-free S2 label",
+    "cloudy-t-gap-gt15-common": "the same, on common pixels",
+    "cloudy-t-gap-gt30": "pixels cloudy at t, last clear S2 more than 30 days old, vs the "
+                         "cloud-free S2 label",
+    "cloudy-t-gap-gt30-common": "the same, on common pixels",
 }
 #: Cloud-free references of the synthetic world: cache array → short name in the meta.
 TRUTH_REFERENCES = {"truth_clear": "clear", "truth_snap": "snap"}
@@ -69,6 +78,35 @@ class Score:
 
 
 _METRICS = ("rmse", "rmse_scaled", "r2", "pixels", "coverage")
+_CALIBRATION_METRICS = ("pixels", "cover1", "cover2", "mean_sd", "rms_z")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How well a model's spread fits its errors on one scoring set of one split.
+
+    Attributes
+    ----------
+    split, scoring, method : str
+        As in :class:`Score` (``method`` is the model's label).
+    pixels : int
+        Pixels with a prediction, a spread and a reference.
+    cover1, cover2 : float
+        Share whose reference lies within ±1σ, ±2σ (a Gaussian: 0.683, 0.954).
+    mean_sd : float
+        Mean σ, m²/m².
+    rms_z : float
+        Root mean squared error in units of σ (1 when the spread has the errors' size).
+    """
+
+    split: str
+    scoring: str
+    method: str
+    pixels: int
+    cover1: float
+    cover2: float
+    mean_sd: float
+    rms_z: float
 
 
 @dataclass(frozen=True)
@@ -80,11 +118,14 @@ class EvalResult:
     scores : tuple of Score
         One per (split, scoring set, method).
     meta : dict
-        Model, cache, splits, baseline fits, timings.
+        Models, cache, splits, baseline fits, timings.
+    calibration : tuple of Calibration
+        One per (split, scoring set, model with a spread).
     """
 
     scores: tuple[Score, ...]
     meta: dict[str, Any] = field(default_factory=dict)
+    calibration: tuple[Calibration, ...] = ()
 
     def get(self, split: str, scoring: str, method: str) -> Score:
         """Return the score of ``method`` on ``scoring`` of ``split``.
@@ -114,27 +155,36 @@ class EvalResult:
         """Scoring sets of ``split``, in order."""
         return list(dict.fromkeys(s.scoring for s in self.scores if s.split == split))
 
-    def gain(self, split: str, scoring: str | None = None, method: str = "model",
+    @property
+    def models(self) -> list[str]:
+        """The labels of the models scored (their main method), in order."""
+        return [m["name"] for m in self.meta.get("models", [])]
+
+    def gain(self, split: str, scoring: str | None = None, method: str | None = None,
              baseline: str = "persistence") -> float:
         """Relative RMSE reduction of ``method`` over ``baseline``: ``1 - rmse_m / rmse_b``.
 
         The default ``scoring`` is the demo's key figure: on pixels cloudy at t that
         persistence can predict, against the cloud-free S2 label (``cloudy-t-clear-common``;
-        ``cloudy-t-snap-common`` for caches without it).
+        ``cloudy-t-snap-common`` for caches without it); the default ``method`` is the first
+        model's.
         """
         if scoring is None:
             scoring = ("cloudy-t-clear-common" if "cloudy-t-clear-common" in self.scorings(split)
                        else "cloudy-t-snap-common")
+        method = method or (self.models[0] if self.models else "model")
         return 1.0 - self.get(split, scoring, method).rmse / self.get(
             split, scoring, baseline).rmse
 
     def to_markdown(self) -> str:
-        """Return the key figures, then one Markdown table per split and scoring set."""
+        """Return the key figures, one Markdown table per split and scoring set, calibration."""
         parts = [self._headline()] if self._headline() else []
         for split in self.splits:
             for scoring in self.scorings(split):
                 rows = [s for s in self.scores if (s.split, s.scoring) == (split, scoring)]
                 parts.append(_markdown_table(split, scoring, rows))
+        if self.calibration:
+            parts.append(_calibration_table(self.calibration))
         return "\n\n".join(parts) + "\n"
 
     def _headline(self) -> str:
@@ -144,10 +194,11 @@ class EvalResult:
         """
         lines = []
         for split in self.splits:
-            parts = [self._gain_line(split, scoring, title)
+            parts = [self._gain_line(split, scoring, title, model)
+                     for model in self.models
                      for scoring, title in (("cloudy-t-clear-common", "cloud-free S2 label"),
                                             ("cloudy-t-snap-common", "cloud-free SNAP LAI"))
-                     if scoring in self.scorings(split) and "model" in self.methods]
+                     if scoring in self.scorings(split)]
             labels = [f"{value:.3f} m²/m² from the {name} reference"
                       for name in TRUTH_REFERENCES.values()
                       if (value := self.meta.get(f"label_vs_{name}_rmse", {}).get(split))
@@ -159,10 +210,11 @@ class EvalResult:
                 lines.append(f"- {split}: " + "; ".join(parts))
         return "\n".join(lines)
 
-    def _gain_line(self, split: str, scoring: str, title: str) -> str:
-        gain = self.gain(split, scoring)
+    def _gain_line(self, split: str, scoring: str, title: str, model: str) -> str:
+        gain = self.gain(split, scoring, model)
         side = "below" if gain >= 0 else "above"
-        return (f"the model's RMSE is {abs(gain):.0%} {side} persistence's on pixels cloudy "
+        who = "the model's" if model == "model" else f"{model}'s"
+        return (f"{who} RMSE is {abs(gain):.0%} {side} persistence's on pixels cloudy "
                 f"at t, against the {title} (common pixels)")
 
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
@@ -182,11 +234,15 @@ class EvalResult:
             for s in self.scores:
                 for metric in _METRICS:
                     writer.writerow([s.split, s.scoring, s.method, metric, getattr(s, metric)])
+            for c in self.calibration:
+                for metric in _CALIBRATION_METRICS[1:]:
+                    writer.writerow([c.split, c.scoring, c.method, metric, getattr(c, metric)])
         return path
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: ``{"scores": [...], "meta": {...}}`` (NaN stays NaN)."""
-        return {"scores": [asdict(s) for s in self.scores], "meta": self.meta}
+        """JSON-ready form: ``{"scores", "calibration", "meta"}`` (NaN stays NaN)."""
+        return {"scores": [asdict(s) for s in self.scores],
+                "calibration": [asdict(c) for c in self.calibration], "meta": self.meta}
 
 
 def _markdown_table(split: str, scoring: str, rows: Sequence[Score]) -> str:
@@ -195,4 +251,14 @@ def _markdown_table(split: str, scoring: str, rows: Sequence[Score]) -> str:
             "| --- | ---: | ---: | ---: | ---: | ---: |")
     lines = [f"| {s.method} | {s.rmse:.3f} | {s.rmse_scaled:.4f} | {s.r2:.3f} | {s.pixels} | "
              f"{s.coverage:.1%} |" for s in rows]
+    return "\n".join([head, *lines])
+
+
+def _calibration_table(rows: Sequence[Calibration]) -> str:
+    head = ("#### calibration of the spread (σ): share of pixels whose reference lies within "
+            "±1σ, ±2σ (Gaussian: 68.3 %, 95.4 %)\n\n"
+            "| split | scoring | model | pixels | ±1σ | ±2σ | mean σ (m²/m²) | RMS z |\n"
+            "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    lines = [f"| {c.split} | {c.scoring} | {c.method} | {c.pixels} | {c.cover1:.1%} | "
+             f"{c.cover2:.1%} | {c.mean_sd:.3f} | {c.rms_z:.2f} |" for c in rows]
     return "\n".join([head, *lines])

@@ -7,7 +7,8 @@ catalog + bbox + dates ─▶ training cache (patches from the same cubes and fe
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from lamap._inputs import BBoxLike, DateLike, as_bbox, as_date
 from lamap.errors import InputError
 from lamap.runtime.progress import Progress
 
-__all__ = ["TrainRun", "evaluate_checkpoint", "train_from_catalog"]
+__all__ = ["TrainRun", "evaluate_checkpoint", "initial_model", "train_from_catalog"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ def train_from_catalog(
     end: DateLike | None,
     out: str | os.PathLike[str],
     *,
+    arch: str = "lnb-fused",
+    init: str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     patch: int = 256,
     preset: str = "full",
@@ -69,7 +72,12 @@ def train_from_catalog(
     config_overrides: dict[str, Any] | None = None,
     progress: Progress | bool | None = True,
 ) -> TrainRun:
-    """Build (or reuse) the training cache, then train the fused model with the recipe.
+    """Build (or reuse) the training cache, then train a registered model stage by stage.
+
+    The cache holds the inputs of every registered architecture (the fused model's S1 steps
+    and the S1 series, :data:`lamap.model.registry.TRAINING_CACHE_SPEC`), so models of
+    either kind trained on one area are scored side by side on the same pixels; the
+    checkpoint records the model's own inputs (its architecture's feature spec).
 
     Parameters
     ----------
@@ -82,13 +90,19 @@ def train_from_catalog(
         Range of the target days t (default for a demo world: its first and last S2 day).
     out : path-like
         The checkpoint to write (every epoch); a ``.state.pt`` next to it allows ``resume``.
+    arch : str
+        The architecture (:mod:`lamap.model.registry`): ``lnb-fused`` or ``li2025``.
+    init : path-like, optional
+        Start from this checkpoint's weights (it must be of ``arch``; a spread head it lacks
+        starts untrained), e.g. to train only the spread head of shipped weights.
     cache_dir : path-like, optional
         Where the training cache lives (default: ``<out>.cache``); reused when it matches.
     patch : int
         Patch edge in pixels (a multiple of 4).
     preset : {"full", "cpu-demo"}
-        ``full``: MODEL.md's recipe (100 epochs end to end, for GPUs); ``cpu-demo``: the
-        budget the shipped demo weights were trained with on a 2-core CPU (bfloat16).
+        ``full``: the recipe at full length (for GPUs); ``cpu-demo``: the budget the shipped
+        demo weights were trained with on a 2-core CPU (the architecture's
+        ``cpu_demo`` settings).
     resume : bool
         Continue an interrupted run from its state file.
     time_limit_s : float, optional
@@ -102,75 +116,127 @@ def train_from_catalog(
     Returns
     -------
     TrainRun
+
+    Raises
+    ------
+    InputError
+        For an unknown architecture or bad arguments.
+    CheckpointError
+        If ``init`` is not a checkpoint of ``arch``.
     """
-    from lamap.model import ModelConfig, seeded_model
+    from lamap.model import TRAINING_CACHE_SPEC, get_architecture, load_checkpoint
     from lamap.train.cache import CacheOptions, build_cache
-    from lamap.train.config import TrainConfig
     from lamap.train.data import PatchDataset
     from lamap.train.loop import train
+    from lamap.train.uncertainty import record_uncertainty
 
+    architecture = get_architecture(arch)
+    config = _config(architecture, preset, config_overrides)
+    model = initial_model(architecture.name, init, seed=config.seed)  # refuse a wrong init early
     bbox, start, end = _world_defaults(catalog, bbox, start, end)
     area, first, last = as_bbox(bbox), as_date(start, "start"), as_date(end, "end")
     out_path = Path(out)
     cache_path = Path(cache_dir) if cache_dir else out_path.with_suffix(".cache")
-    cache = build_cache(
-        catalog,
-        area,
-        first,
-        last,
-        cache_path,
-        patch=patch,
-        options=CacheOptions(min_valid=0.0),
-        progress=progress,
-    )
-    config = TrainConfig()
-    if preset == "cpu-demo":  # what the shipped demo weights were trained with
-        config = TrainConfig.cpu_demo()
-    if config_overrides:
-        config = TrainConfig.from_dict({**config.to_dict(), **config_overrides})
-    train_set = PatchDataset(
-        cache, cache.split_indices("train"), augment=True, rng_seed=config.seed
-    )
-    val_set = PatchDataset(cache, cache.split_indices("validation"))
-    model = seeded_model(config.seed, ModelConfig())
-    info = {
-        "catalog": str(catalog),
-        "bbox": list(area.to_tuple()),
-        "start": first.isoformat(),
-        "end": last.isoformat(),
-        "patch": patch,
-        "cache": str(cache_path),
-        "preset": preset,
-        "synthetic": _is_world(catalog),
-    }
-    result = train(
-        model,
-        train_set,
-        val_set,
-        config,
-        out=out_path,
-        feature_spec=cache.feature_spec.to_dict(),
-        data_info=info,
-        progress=progress,
-        resume=resume,
-        time_limit_s=time_limit_s if time_limit_s is not None else _limit(preset),
-    )
+    cache = build_cache(catalog, area, first, last, cache_path, patch=patch,
+                        spec=TRAINING_CACHE_SPEC, options=CacheOptions(min_valid=0.0),
+                        progress=progress)
+    spec = _model_spec(architecture, cache.feature_spec)
+    names = (*architecture.spatial_inputs, *architecture.vector_inputs)
+    train_set = PatchDataset(cache, cache.split_indices("train"), augment=True,
+                             rng_seed=config.seed, inputs=names, crop=config.crop)
+    val_crop = None if config.crop is None else min(patch, 2 * config.crop)
+    val_set = PatchDataset(cache, cache.split_indices("validation"), inputs=names,
+                           crop=val_crop)
+    sigma_set = PatchDataset(cache, cache.split_indices(config.sigma_split), inputs=names,
+                             augment=True, rng_seed=config.seed, crop=config.crop)
+    info = {"catalog": str(catalog), "bbox": list(area.to_tuple()), "start": first.isoformat(),
+            "end": last.isoformat(), "patch": patch, "cache": str(cache_path), "preset": preset,
+            "synthetic": _is_world(catalog), "sigma_split": config.sigma_split,
+            "val_crop": val_crop}
+    if init is not None:  # what the weights it starts from were trained with
+        loaded = load_checkpoint(init)
+        info["init"] = {"path": str(init), "sha256": loaded.sha256, "training": loaded.training}
+    result = train(model, train_set, val_set, config, out=out_path,
+                   feature_spec=spec.to_dict(), data_info=info, progress=progress,
+                   resume=resume, stage_data={"sigma": sigma_set},
+                   time_limit_s=time_limit_s if time_limit_s is not None else _limit(preset))
+    if result.complete:
+        record_uncertainty(out_path, cache)
     return TrainRun(out_path, cache_path, result.summary)
 
 
+def _config(architecture: Any, preset: str, overrides: dict[str, Any] | None) -> Any:
+    from lamap.train.config import TrainConfig
+
+    if preset not in ("full", "cpu-demo"):
+        raise InputError(f"unknown preset {preset!r}: use full or cpu-demo")
+    config = TrainConfig(epochs_sigma=5)
+    if preset == "cpu-demo":  # what the shipped demo weights were trained with
+        config = TrainConfig.from_dict({**TrainConfig.cpu_demo().to_dict(), "epochs_sigma": 3,
+                                        **architecture.cpu_demo})
+    if overrides:
+        config = TrainConfig.from_dict({**config.to_dict(), **overrides})
+    return config
+
+
+def _model_spec(architecture: Any, cache_spec: Any) -> Any:
+    """Return the model's inputs: the cache's spec with the architecture's S1 choice."""
+    wanted = architecture.spec
+    spec = replace(cache_spec, s1_at_steps=wanted.s1_at_steps,
+                   s1_window_days=wanted.s1_window_days, s1_passes=wanted.s1_passes)
+    if not cache_spec.provides(spec):
+        raise InputError(f"the training cache's inputs {cache_spec.to_dict()} do not hold "
+                         f"those of {architecture.name}: build the cache for it")
+    return spec
+
+
+def initial_model(arch: str, init: str | os.PathLike[str] | None = None, *,
+                  seed: int = 0) -> Any:
+    """Return the network to train: seeded, or the weights of ``init`` (with a spread head).
+
+    Parameters
+    ----------
+    arch : str
+        The architecture.
+    init : path-like, optional
+        A checkpoint of that architecture; a spread head it lacks is added untrained.
+    seed : int
+        Seed of the weights ``init`` does not give.
+
+    Raises
+    ------
+    CheckpointError
+        If ``init`` holds another architecture (the message names both).
+    """
+    from dataclasses import replace as with_fields
+
+    from lamap.model import get_architecture, load_checkpoint, seeded_network
+
+    architecture = get_architecture(arch)
+    if init is None:
+        config: Any = architecture.build().config
+        return seeded_network(architecture, seed, with_fields(config, sigma_head=True))
+    loaded = load_checkpoint(init, architecture=architecture.name)
+    model = seeded_network(architecture, seed, with_fields(loaded.config, sigma_head=True))
+    missing, unexpected = model.load_state_dict(loaded.model.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith(("sigma.", "fusion.sigma.", "sd_scale"))
+                                  for k in missing)
+    return model
+
+
 def evaluate_checkpoint(
-    checkpoint: str | os.PathLike[str],
+    checkpoint: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     cache_dir: str | os.PathLike[str],
     *,
     out_csv: str | os.PathLike[str] | None = None,
     baselines: bool = True,
     max_patches: int | None = None,
 ) -> str:
-    """Score a checkpoint and the baselines on the cache's splits; return a Markdown report.
+    """Score checkpoints side by side and the baselines on a cache; return a Markdown report.
 
     Parameters
     ----------
-    checkpoint : path-like
+    checkpoint : path-like or list of path-like
         From ``lamap train``.
     cache_dir : path-like
         Its training cache (the same feature definition).
@@ -188,7 +254,9 @@ def evaluate_checkpoint(
     """
     from lamap.train.evaluate import evaluate
 
-    result = evaluate(str(checkpoint), str(cache_dir), baselines=baselines, max_patches=max_patches)
+    models = [checkpoint] if isinstance(checkpoint, str | os.PathLike) else list(checkpoint)
+    result = evaluate([str(m) for m in models], str(cache_dir), baselines=baselines,
+                      max_patches=max_patches)
     if out_csv:
         result.to_csv(out_csv)
     return str(result.to_markdown())

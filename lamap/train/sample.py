@@ -35,6 +35,7 @@ import numpy as np
 from lamap._inputs import BBoxLike, DateLike, as_bbox, as_date
 from lamap.catalog import S2Scene, SearchResult
 from lamap.errors import InputError
+from lamap.feature_spec import DEFAULT_SPEC, FeatureSpec
 from lamap.grid import CRSLike, Grid, Window
 from lamap.timesteps import (
     DEFAULT_LOOKBACK_DAYS,
@@ -104,6 +105,7 @@ def find_samples(
     lookback_days: int = DEFAULT_LOOKBACK_DAYS,
     s1_tolerance_days: int = DEFAULT_S1_TOLERANCE_DAYS,
     min_coverage: float = DEFAULT_MIN_COVERAGE,
+    spec: FeatureSpec = DEFAULT_SPEC,
 ) -> list[TimeSteps]:
     """Return every Sentinel-2 day t in ``[start, end]`` that makes a training sample.
 
@@ -120,12 +122,14 @@ def find_samples(
         Smallest :func:`expected_valid` fraction of S2 at t, in [0, 1].
     lookback_days, s1_tolerance_days, min_coverage
         Passed to :func:`lamap.timesteps.plan_time_steps`.
+    spec : FeatureSpec
+        Its Sentinel-1 inputs (steps, series) are planned too.
 
     Returns
     -------
     list of TimeSteps
-        Sorted by date; each has ``observed`` (S2 at t, the target), t-2 < t-1 < t and an
-        S1 pass for each step.
+        Sorted by date; each has ``observed`` (S2 at t, the target), t-2 < t-1 < t and the
+        S1 passes the spec asks for.
 
     Raises
     ------
@@ -144,7 +148,7 @@ def find_samples(
         if not first <= day.day <= last:
             continue
         plan = _plan(day, scenes, result, area, min_valid, lookback_days, s1_tolerance_days,
-                     min_coverage)
+                     min_coverage, spec)
         if plan is not None:
             samples.append(plan)
     return samples
@@ -159,6 +163,7 @@ def _plan(
     lookback_days: int,
     s1_tolerance_days: int,
     min_coverage: float,
+    spec: FeatureSpec,
 ) -> TimeSteps | None:
     """Return the planner's choice for D = ``day``, or None (logged) if it makes no sample."""
     estimate = expected_valid(day, scenes)
@@ -167,7 +172,9 @@ def _plan(
                  day.day, 100 * estimate, 100 * min_valid)
         return None
     plan = plan_time_steps(result.s2, result.s1, day.day, area, lookback_days=lookback_days,
-                           s1_tolerance_days=s1_tolerance_days, min_coverage=min_coverage)
+                           s1_tolerance_days=s1_tolerance_days, min_coverage=min_coverage,
+                           s1_steps=spec.s1_at_steps, s1_window_days=spec.s1_window_days,
+                           s1_series_passes=spec.s1_passes)
     if not isinstance(plan, TimeSteps) or plan.observed is None:
         log.info("%s skipped: %s", day.day, getattr(plan, "reason", "no S2 at t"))
         return None

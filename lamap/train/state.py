@@ -28,11 +28,13 @@ import torch
 from torch import nn
 
 from lamap.errors import InputError, TrainingError
-from lamap.model import FusedLAINet, load_checkpoint, save_checkpoint
+from lamap.model import architecture_of, load_checkpoint, save_checkpoint
+from lamap.model.checkpoint import CALIBRATION_BUFFERS
 from lamap.runtime import write_atomic
 from lamap.runtime.progress import Reporter
-from lamap.train.config import STAGES, Stage, TrainConfig, milestones
+from lamap.train.config import Stage, TrainConfig, milestones
 from lamap.train.metrics import ValMetrics
+from lamap.train.stages import stage_parameters
 
 __all__ = [
     "STATE_FORMAT",
@@ -109,8 +111,8 @@ class RunState:
 
     Attributes
     ----------
-    model : FusedLAINet
-        The network being trained, on ``device``.
+    model : torch.nn.Module
+        The network being trained (a registered architecture), on ``device``.
     config : TrainConfig
         The run's hyper-parameters.
     device : torch.device
@@ -133,7 +135,7 @@ class RunState:
         ``time.perf_counter()`` when this run started.
     """
 
-    model: FusedLAINet
+    model: nn.Module
     config: TrainConfig
     device: torch.device
     out: Path
@@ -146,14 +148,20 @@ class RunState:
     started: float = field(default_factory=time.perf_counter)
 
     @property
+    def stages(self) -> tuple[Stage, ...]:
+        """The architecture's training stages, in order."""
+        return architecture_of(self.model).stage_names
+
+    @property
     def wall_time(self) -> float:
         """Training wall time over all runs of this training, seconds."""
         return self.wall_before + time.perf_counter() - self.started
 
     def summary(self, complete: bool) -> dict[str, Any]:
         """Return the training summary stored in the checkpoint (plain types only)."""
-        stages = [_stage_summary(self.config, s, self.history) for s in STAGES]
-        return {"stages": stages, "history": [r.to_dict() for r in self.history],
+        stages = [_stage_summary(self.config, s, self.history) for s in self.stages]
+        return {"architecture": architecture_of(self.model).name,
+                "stages": stages, "history": [r.to_dict() for r in self.history],
                 "steps": sum(r.steps for r in self.history), "complete": complete,
                 "wall_time_s": self.wall_time, "config": self.config.to_dict(),
                 "data": self.data_info, "device": str(self.device),
@@ -201,7 +209,13 @@ def new_stepper(run: RunState, stage: Stage, saved: Mapping[str, Any] | None) ->
     -------
     Stepper
     """
-    params = _stage_module(run.model, stage).parameters()
+    params = stage_parameters(run.model, stage)
+    if not params:
+        name = architecture_of(run.model).name
+        raise TrainingError(
+            f"the {name} model has nothing to train in stage {stage!r} (no spread head?): "
+            f"build it with sigma_head=True, or set its epochs to 0"
+        )
     optimizer = torch.optim.Adam(params, lr=run.config.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones(run.config.stage_epochs(stage)), gamma=run.config.decay_factor)
@@ -211,10 +225,6 @@ def new_stepper(run: RunState, stage: Stage, saved: Mapping[str, Any] | None) ->
         _load_scheduler(scheduler, saved["scheduler"])
         stepper.epoch = int(saved["epoch"])
     return stepper
-
-
-def _stage_module(model: FusedLAINet, stage: Stage) -> nn.Module:
-    return {"enc1": model.enc1, "enc2": model.enc2, "fused": model}[stage]
 
 
 def selected_epoch(history: Sequence[EpochRecord]) -> dict[str, Any] | None:
@@ -280,6 +290,7 @@ def save_run(run: RunState, stepper: Stepper, complete: bool) -> None:
         save_checkpoint(run.out, best, feature_spec=run.feature_spec, training=summary)
     state = {
         "format": STATE_FORMAT, "version": _STATE_VERSION, "config": run.config.to_dict(),
+        "architecture": architecture_of(run.model).name,
         "stage": stepper.stage, "epoch": stepper.epoch,
         "model": {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()},
         "optimizer": stepper.optimizer.state_dict(),
@@ -302,7 +313,10 @@ def restore_run(run: RunState, saved: Mapping[str, Any]) -> None:
     saved : mapping
         From :func:`read_state`.
     """
-    run.model.load_state_dict(saved["model"])
+    current = run.model.state_dict()
+    missing = {k: v for k, v in current.items() if k.endswith(CALIBRATION_BUFFERS)
+               and k not in saved["model"]}  # states written before the calibration factor
+    run.model.load_state_dict({**saved["model"], **missing})
     run.history = [EpochRecord.from_dict(r) for r in saved["history"]]
     run.wall_before = float(saved["wall_time_s"])
     run.head_bias = saved.get("head_bias")
@@ -342,7 +356,8 @@ def _load_scheduler(scheduler: torch.optim.lr_scheduler.MultiStepLR,
     scheduler.load_state_dict(state | {"milestones": Counter(state["milestones"])})
 
 
-def read_state(path: Path, config: TrainConfig) -> dict[str, Any]:
+def read_state(path: Path, config: TrainConfig,
+               architecture: str = "lnb-fused") -> dict[str, Any]:
     """Read the state file ``path`` of a run with ``config``, to resume it.
 
     Parameters
@@ -352,6 +367,8 @@ def read_state(path: Path, config: TrainConfig) -> dict[str, Any]:
     config : TrainConfig
         The config of the resumed run; only the runtime fields (``device``,
         ``num_workers``, ``threads``, ``channels_last``) may differ from the saved one.
+    architecture : str
+        The architecture of the resumed model; a state of another one is refused.
 
     Returns
     -------
@@ -363,7 +380,8 @@ def read_state(path: Path, config: TrainConfig) -> dict[str, Any]:
     InputError
         If the file does not exist.
     TrainingError
-        If it is damaged, not a state file, or was written with another config.
+        If it is damaged, not a state file, or was written with another config or for
+        another architecture.
     """
     if not path.is_file():
         raise InputError(
@@ -380,6 +398,12 @@ def read_state(path: Path, config: TrainConfig) -> dict[str, Any]:
         ) from err
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise TrainingError(f"{path} is not a lamap training state file; delete it")
+    saved = state.get("architecture", "lnb-fused")
+    if saved != architecture:
+        raise TrainingError(
+            f"cannot resume from {path}: it trains a {saved!r} model, not {architecture!r}; "
+            f"resume with --arch {saved}, or train with resume=False to start again"
+        )
     _check_same_config(TrainConfig.from_dict(state["config"]), config, path)
     return state
 

@@ -1,9 +1,9 @@
 """The demo world's truth in the training cache, cut patch by patch at the sample dates.
 
-A cache built from a demo world (:mod:`lamap.synthetic.world`) has four more patch arrays
+A cache built from a demo world (:mod:`lamap.synthetic.world`) has five more patch arrays
 (:data:`TRUTH_ARRAYS`): ``truth_lai`` (the true LAI at t), ``truth_snap``, ``truth_cloud``
 (0 clear, 1 cloud, 2 cirrus, 3 shadow, :data:`NO_TRUTH_CLOUD` where the truth grid has no
-pixel) and ``truth_clear``. :class:`WorldTruth` builds them lazily, like the patches
+pixel), ``truth_clear`` and ``truth_gap``. :class:`WorldTruth` builds them lazily, like the patches
 themselves; the training grid must be pixel-aligned with the world's truth grid
 (:func:`truth_offset`).
 
@@ -13,6 +13,11 @@ which alone put it 0.46 m²/m² from ``truth_snap`` on clear pixels of the demo 
 ``truth_clear`` runs the label's own code on the world's cloud-free twin products
 (:meth:`lamap.synthetic.world.World.clear_href`), so on clear pixels it equals the label and
 under clouds it is what the label would have been: the reference for gap filling.
+
+The gap: ``truth_gap`` is the number of days from the pixel's last clear Sentinel-2
+acquisition before t (truth ``cloud`` 0 and inside a footprint of that day's scenes) to t;
+-1 where the world's record holds none. It sorts gap-filling scores by how long a pixel has
+been cloudy (:mod:`lamap.train.evaluate`).
 """
 
 from __future__ import annotations
@@ -53,7 +58,12 @@ TRUTH_ARRAYS: dict[str, tuple[str, float, dict[str, Any]]] = {
         "flag_meanings": "clear cloud cirrus shadow no_truth"}),
     "truth_clear": ("float32", np.nan, {
         "long_name": "S2 LAI label of the cloud-free twin products at t", "units": "m2 m-2"}),
+    "truth_gap": ("int16", -1, {
+        "long_name": "days since the last clear Sentinel-2 acquisition before t",
+        "units": "days", "comment": "-1: none in the world's record"}),
 }
+#: ``truth_gap`` while no clear acquisition is found.
+_NO_GAP = np.int16(np.iinfo(np.int16).max)
 
 
 def truth_offset(grid: Grid, truth_grid: Mapping[str, Any]) -> tuple[int, int]:
@@ -145,6 +155,40 @@ class WorldTruth:
                 self._cut(self.data[name].data[int(where[0])], window, fill)
                 for name, fill in fills.items()}
 
+    def gap_days(self, day: dt.date, scenes: Sequence[S2Scene], grid: Grid,
+                 window: Window) -> da.Array:
+        """Lazy ``truth_gap`` over ``window`` of the training grid (see the module docstring).
+
+        Parameters
+        ----------
+        day : datetime.date
+            The date t.
+        scenes : sequence of S2Scene
+            The search result's S2 scenes (their footprints say which pixels each day saw).
+        grid : Grid
+            The training grid.
+        window : Window
+            Its pixels to cover.
+
+        Returns
+        -------
+        dask.array.Array
+            ``window.shape`` int16.
+        """
+        times = self.data["time"].values.astype("datetime64[D]").astype(dt.date)
+        layers = []
+        for index, when in enumerate(times):
+            footprints = [s.footprint for s in scenes if s.day == when]
+            if when >= day or not footprints:
+                continue
+            seen = _footprint_mask(footprints, grid, window)
+            clear = (self._cut(self.data["cloud"].data[index], window, NO_TRUTH_CLOUD) == 0) & seen
+            layers.append(da.where(clear, np.int16((day - when).days), _NO_GAP))
+        if not layers:
+            return da.full(window.shape, -1, dtype=np.int16)
+        gap = da.stack(layers).min(axis=0)
+        return da.where(gap == _NO_GAP, np.int16(-1), gap).astype(np.int16)
+
     def _cut(self, layer: da.Array, window: Window, fill: float) -> da.Array:
         rows, cols = layer.shape
         r0, c0 = window.row_start + self.offset[0], window.col_start + self.offset[1]
@@ -155,3 +199,15 @@ class WorldTruth:
         if part.size == 0:
             return da.full(window.shape, fill, dtype=layer.dtype)
         return da.pad(part, pad, mode="constant", constant_values=fill)
+
+
+def _footprint_mask(footprints: Sequence[Any], grid: Grid, window: Window) -> np.ndarray:
+    """Where pixel centres of ``window`` lie inside the union of lon/lat ``footprints``."""
+    import shapely
+    from pyproj import Transformer
+    from rasterio.features import geometry_mask
+
+    to_grid = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True).transform
+    shape = shapely.transform(shapely.union_all(footprints), to_grid, interleaved=False)
+    return ~geometry_mask([shape], out_shape=window.shape,
+                          transform=grid.window_transform(window))
