@@ -36,13 +36,25 @@ def cluster() -> Iterator[ClusterSpec]:
         yield ClusterSpec(scheduler=local.scheduler_address)
 
 
+@pytest.fixture(scope="module")
+def model_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seeded tiny network with an observed-pixel spread, so lai_sd has shards too."""
+    from lamap.features import FeatureSpec
+    from lamap.model import ModelConfig, save_checkpoint, seeded_model
+
+    path = tmp_path_factory.mktemp("model_sd") / "seeded_sd.pt"
+    save_checkpoint(path, seeded_model(0, ModelConfig.tiny()), feature_spec=FeatureSpec().to_dict(),
+                    training={"uncertainty": {"observed_sd": 0.45}})
+    return path
+
+
 def shards_by_date(store: LaiStore) -> dict[str, dict[str, bytes]]:
-    """Every shard object of lai and source, by date and key without the time index."""
+    """Every shard object of lai, lai_sd and source, by date and key without the time index."""
     out: dict[str, dict[str, bytes]] = {}
     root = Path(store.url)
     for index, day in enumerate(store.dates):
         files = {}
-        for name in ("lai", "source"):
+        for name in ("lai", "lai_sd", "source"):
             folder = root / name / "c" / str(index)
             for path in folder.rglob("*") if folder.exists() else ():
                 if path.is_file():
@@ -66,8 +78,9 @@ def tree_hash(root: Path) -> str:
 
 
 def test_dates_mapped_out_of_order_are_in_order_with_their_bytes(
-    tiny_world: World, model: Path, grid: Grid, cluster: ClusterSpec, tmp_path: Path
+    tiny_world: World, model_sd: Path, grid: Grid, cluster: ClusterSpec, tmp_path: Path
 ) -> None:
+    model = model_sd
     out, tile = tmp_path / "lai.zarr", grid.get_tile(1, 1)
     bbox = inside(grid, 1, 1)
 
@@ -78,7 +91,7 @@ def test_dates_mapped_out_of_order_are_in_order_with_their_bytes(
     assert run(FIRST).mapped == [tile.id]  # type: ignore[attr-defined]
     store = LaiStore.open(out)
     first = shards_by_date(store)[FIRST]
-    assert first, "the first date should have written shards"
+    assert {key.split("/")[0] for key in first} == {"lai", "lai_sd", "source"}
     before = tree_hash(out)
     with pytest.raises(NoInputError, match=r"no input for 2024-04-22 .*--lookback"):
         run("2024-04-22", lookback_days=3)  # one S2 day within 3 days: refused
