@@ -182,12 +182,18 @@ def _inset(world: World, block: int, tiles: int, halo: int) -> int:
 
     On a continent nearly every block lies inside its scenes' data, halo included; a block
     whose halo reaches past the world's edge reads nodata there, which a real run meets only
-    at coasts and swath edges. So the bench starts its tiles one halo in (rounded up to 4
-    pixels) when the world holds them and their halos; at the corner otherwise.
+    at coasts and swath edges. So the bench starts its tiles one halo and
+    :data:`INSIDE_MARGIN` pixels in (rounded up to 4 pixels), so that blocks with their halos
+    lie inside the scenes' footprints as on a continent, when the world holds them; at the
+    corner otherwise.
     """
-    inset, side = -(-halo // 4) * 4, math.ceil(math.sqrt(tiles))
+    inset, side = -(-(halo + INSIDE_MARGIN) // 4) * 4, math.ceil(math.sqrt(tiles))
     shape = world.meta["truth_grid"]["shape"]
     return inset if inset + side * block + halo <= min(shape) else 0
+
+
+#: Pixels between a bench block's halo and the world's edge (its scenes' footprints).
+INSIDE_MARGIN = 32
 
 
 def _tiles(grid: Grid, count: int) -> list[Tile]:

@@ -362,8 +362,13 @@ def _items_to_read(
     blocks lie inside every scene that overlaps them, and a day often has two (neighbouring
     MGRS tiles, adjacent S1 frames): this halves their reads. The day's angles still
     average all its scenes (:func:`_step_coord`).
+
+    Items whose footprint covers the window itself (no margin) are recorded in
+    :data:`COVERED`: their reader tries the warp without GDAL's nodata path, after checking
+    the source pixels (so a footprint a little off costs one decode, never a value).
     """
-    area = where.lonlat_polygon().buffer(COVER_MARGIN_DEG)
+    window = where.lonlat_polygon()
+    area = window.buffer(COVER_MARGIN_DEG)
     by_id = {s.id: s for s in used}
     read: set[str] = set()
     for group in groups:
@@ -374,7 +379,7 @@ def _items_to_read(
     items = []
     for scene in (s for s in used if s.id in read):
         item = scene.stac_item(signer=signer)
-        if where.one_chunk and scene.footprint.covers(area):
+        if where.one_chunk and scene.footprint.covers(window):  # a hint: the reader checks
             COVERED.add(where.bounds, item)
         items.append(item)
     return items

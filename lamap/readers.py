@@ -23,6 +23,7 @@ import numpy as np
 import rasterio
 import rasterio.windows
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from stackstac.raster_spec import RasterSpec
@@ -142,6 +143,8 @@ class OneReadReader(UnmaskedReader):
         covered = (self.url, tuple(self.spec.bounds)) in COVERED
         if not covered or tuple(self.scale_offset) != (1, 0):
             return None  # not inside the item's footprint: nodata is likely, skip the check
+        if self.resampling == Resampling.nearest:
+            return None  # its nodata path costs less than the check (measured: 30 vs 80 ms)
         with self.gdal_env.open, rasterio.open(self.url, sharing=False) as ds:
             source = _source_window(ds, self.spec)
             if ds.count != 1 or ds.nodata is None or source is None:
