@@ -280,7 +280,7 @@ def run_bench(
         the_world = _bench_world(world, work, size, say)
         path = checkpoint or _demo_checkpoint()
         loaded = load_checkpoint(path)
-        halo, spec = recommended_halo(loaded.config), FeatureSpec.from_dict(loaded.feature_spec)
+        halo, spec = recommended_halo(loaded), FeatureSpec.from_dict(loaded.feature_spec)
         grid = _world_grid(the_world, block, _inset(the_world, block, tiles, halo))
         chosen = _tiles(grid, tiles)
         date = the_world.s2_dates[3] + dt.timedelta(days=1)

@@ -565,4 +565,4 @@ def _model_spec(model: str | os.PathLike[str] | None) -> FeatureSpec:
 def _halo(loaded: Any) -> int:
     from lamap.model import recommended_halo
 
-    return recommended_halo(loaded.config)
+    return recommended_halo(loaded)

@@ -275,7 +275,7 @@ def naive_map(
     started = time.perf_counter()
     loaded = load_checkpoint(checkpoint, map_location=device)
     spec = FeatureSpec.from_dict(loaded.feature_spec)
-    depth = recommended_halo(loaded.config) if halo is None else int(halo)
+    depth = recommended_halo(loaded) if halo is None else int(halo)
     lai = np.full(window.shape, np.nan, dtype=np.float32)
     source = np.zeros(window.shape, dtype=np.uint8)
     model_px = 0

@@ -13,7 +13,13 @@ import torch
 
 from lamap.errors import InputError
 from lamap.features import FeatureSpec
-from lamap.model import ModelConfig, load_checkpoint, seeded_model
+from lamap.model import (
+    ModelConfig,
+    load_checkpoint,
+    receptive_field_radius,
+    recommended_halo,
+    seeded_model,
+)
 from lamap.train.cache import Cache, open_cache
 from lamap.train.data import PatchDataset
 from lamap.train.loop import (
@@ -158,6 +164,12 @@ def test_training_lowers_validation_loss_and_checkpoints(
     selected = summary["selected"]
     assert selected["stage"] == "fused" and selected["val_rmse"] == min(fused_rmse)
     assert fused_rmse[selected["epoch"] - 1] == min(fused_rmse)
+    # the finished checkpoint records its receptive field: maps take the halo from it
+    radius = loaded.extra["receptive_radius"]
+    assert radius == receptive_field_radius(loaded.model)
+    assert recommended_halo(loaded) == recommended_halo(loaded.config)
+    recorded = replace(loaded, extra={"receptive_radius": 50})
+    assert recommended_halo(recorded) == 52  # read, not measured again
     assert validate(loaded.model, val_data).rmse == pytest.approx(min(fused_rmse), rel=1e-3)
     if selected["epoch"] == len(fused_rmse):
         assert _states_equal(loaded.model, model)

@@ -19,7 +19,10 @@ from lamap.errors import InputError
 from lamap.model.network import check_spatial
 from lamap.model.registry import architecture_of, seeded_network
 
-__all__ = ["receptive_field_radius", "recommended_halo"]
+__all__ = ["RADIUS_KEY", "config_radius", "receptive_field_radius", "recommended_halo"]
+
+#: Where a checkpoint records its network's radius (``extra``), so maps need not measure it.
+RADIUS_KEY = "receptive_radius"
 
 
 def receptive_field_radius(model: Any, *, size: int = 128, seed: int = 0) -> int:
@@ -73,23 +76,30 @@ def recommended_halo(model: Any) -> int:
     support of the receptive field depends on the architecture, not on trained weights), and
     cached.
 
+    A loaded checkpoint that records its radius (training writes it in ``extra``, key
+    :data:`RADIUS_KEY`) is not measured again: a measurement of the full default network
+    takes 15-40 s of CPU, which every ``lamap map`` call would pay.
+
     Parameters
     ----------
-    model : torch.nn.Module or config
-        The network, or its config (any registered architecture).
+    model : torch.nn.Module, LoadedModel or config
+        The network, a loaded checkpoint, or a config (any registered architecture).
 
     Returns
     -------
     int
-        The halo in pixels (44 for the fused network, 8 for li2025), a multiple of 4.
+        The halo in pixels (44 for the fused network, 20 for li2025), a multiple of 4.
     """
-    config: Any = model.config if isinstance(model, nn.Module) else model
+    config: Any = model.config if isinstance(model, nn.Module) else getattr(model, "config", model)
+    stored = getattr(model, "extra", {}).get(RADIUS_KEY)
+    radius = int(stored) if stored is not None else config_radius(config)
     factor = max(4, int(config.downsampling))
-    return int(math.ceil(_config_radius(config) / factor) * factor)
+    return int(math.ceil(radius / factor) * factor)
 
 
 @functools.lru_cache(maxsize=16)
-def _config_radius(config: Any) -> int:
+def config_radius(config: Any) -> int:
+    """Return the receptive-field radius of a config's network (measured once, cached)."""
     model = seeded_network(architecture_of(config), 0, config)
     size = 32 * max(4, int(config.downsampling))
     while (radius := _measure_radius(model, size, 0)) is None:

@@ -30,6 +30,7 @@ from torch import nn
 from lamap.errors import InputError, TrainingError
 from lamap.model import architecture_of, load_checkpoint, save_checkpoint
 from lamap.model.checkpoint import CALIBRATION_BUFFERS
+from lamap.model.receptive import RADIUS_KEY, config_radius
 from lamap.runtime import write_atomic
 from lamap.runtime.progress import Reporter
 from lamap.train.config import Stage, TrainConfig, milestones
@@ -283,11 +284,15 @@ def save_run(run: RunState, stepper: Stepper, complete: bool) -> None:
         Whether every stage has run all its epochs.
     """
     summary = run.summary(complete)
+    # the finished checkpoint records its halo's radius, so maps need not measure it
+    extra = {RADIUS_KEY: config_radius(run.model.config)} if complete else None
     if is_best(run.history, stepper.stage):
-        save_checkpoint(run.out, run.model, feature_spec=run.feature_spec, training=summary)
+        save_checkpoint(run.out, run.model, feature_spec=run.feature_spec, training=summary,
+                        extra=extra)
     elif complete:  # keep the best weights, with the summary of the whole run
         best = load_checkpoint(run.out).model
-        save_checkpoint(run.out, best, feature_spec=run.feature_spec, training=summary)
+        save_checkpoint(run.out, best, feature_spec=run.feature_spec, training=summary,
+                        extra=extra)
     state = {
         "format": STATE_FORMAT, "version": _STATE_VERSION, "config": run.config.to_dict(),
         "architecture": architecture_of(run.model).name,
