@@ -53,6 +53,7 @@ from lamap.timesteps import (
     TimeSteps,
     search_window,
 )
+from lamap.weights import resolve_model
 
 #: What ``grid=`` accepts: a :class:`Grid`, a preset name or a grid JSON file.
 GridLike = Grid | str | os.PathLike[str]
@@ -272,11 +273,11 @@ def tile_arrays(
 
 
 def _model_ref(
-    model: str | os.PathLike[str] | None, catalog: str, options: MapOptions, grid: Grid
+    model: str | os.PathLike[str] | None, options: MapOptions, grid: Grid
 ) -> Any:
     from lamap.model import load_checkpoint
 
-    path = _model_path(model, catalog)
+    path = resolve_model(model)
     loaded = load_checkpoint(path)
     data = loaded.training.get("data") or {}
     if loaded.training.get("synthetic") or data.get("synthetic"):
@@ -299,20 +300,6 @@ def _model_ref(
         observed_sd=observed_sd_of(loaded),
     )
     return ref, loaded
-
-
-def _model_path(model: str | os.PathLike[str] | None, catalog: str) -> str:
-    if model is not None:
-        return os.fspath(model)
-    from lamap.weights import demo_weights
-
-    path = demo_weights()
-    if path is None:
-        raise InputError(
-            "no model given and no demo weights are installed; pass --model PATH "
-            "(a checkpoint written by `lamap train`)"
-        )
-    return str(path)
 
 
 def map_lai(
@@ -376,7 +363,7 @@ def map_lai(
     todo = _todo(target.store, day, tiles, report, say)
     if not todo:
         return report
-    ref, loaded = _model_ref(model, catalog, options, target.grid)
+    ref, loaded = _model_ref(model, options, target.grid)
     spec = FeatureSpec.from_dict(loaded.feature_spec)
     halo = options.halo if options.halo is not None else _halo(loaded)
     _check_halo(halo)
@@ -559,7 +546,7 @@ def _model_spec(model: str | os.PathLike[str] | None) -> FeatureSpec:
         return FeatureSpec()
     from lamap.model import load_checkpoint
 
-    return FeatureSpec.from_dict(load_checkpoint(model).feature_spec)
+    return FeatureSpec.from_dict(load_checkpoint(resolve_model(model)).feature_spec)
 
 
 def _halo(loaded: Any) -> int:

@@ -138,6 +138,14 @@ def test_every_shipped_demo_checkpoint_loads_with_a_calibrated_spread(name: str)
     assert scales and all(scale > 0 and scale != 1.0 for scale in scales)  # fitted, not 1
 
 
+def test_an_architecture_name_names_its_shipped_weights(tmp_path: Path) -> None:
+    from lamap.weights import resolve_model
+
+    assert resolve_model("li2025") == str(demo_weights("li2025"))
+    assert resolve_model(None) == str(demo_weights())
+    assert resolve_model(tmp_path / "mine.pt") == str(tmp_path / "mine.pt")  # a path stays one
+
+
 def test_initial_model_adds_an_untrained_spread_head(checkpoints: dict[str, Path]) -> None:
     for name in ARCHITECTURES:
         model = initial_model(name, checkpoints[name])

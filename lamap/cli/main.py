@@ -118,7 +118,9 @@ def map_(
         typer.Option(help="planetary-computer, earth-search, a STAC API URL or a demo world."),
     ] = "planetary-computer",
     model: Annotated[
-        Path | None, typer.Option(help="Checkpoint from `lamap train` (default: demo weights).")
+        Path | None,
+        typer.Option(help="Checkpoint from `lamap train`, or lnb-fused / li2025: their demo "
+                          "weights (default: the fused model's)."),
     ] = None,
     grid: Annotated[
         str | None, typer.Option(help="Output grid of a new store: europe, utmNNn, or a .json.")
@@ -329,7 +331,9 @@ def evaluate(
     --csv metrics.csv
     """
     from lamap.train.run import evaluate_checkpoint
+    from lamap.weights import resolve_model
 
+    model = [Path(resolve_model(path)) for path in model]  # li2025: its shipped weights
     for path in model:
         existing_file(path, "--model")
     if csv is not None:
