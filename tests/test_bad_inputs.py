@@ -159,7 +159,8 @@ TRAIN = ("train", "--out", "{new}.pt", "--catalog", "{world}", "--preset", "cpu-
 TRAIN_CASES = [
     case("--preset 'bogus'", *with_option(TRAIN, "--preset", "bogus")),
     case("--epochs", *TRAIN, "--epochs", "-1"),
-    case("--epochs", *TRAIN, "--epochs", "0"),
+    case("0 epochs in every stage", *TRAIN, "--epochs", "0", "--epochs-pretrain", "0",
+         "--epochs-sigma", "0"),
     case("must be a finite number", *TRAIN, "--cloudy-weight", "nan"),
     case("at least 0", *TRAIN, "--cloudy-weight", "-1"),
     case("is not a number", *TRAIN, "--cloudy-weight", "heavy"),

@@ -248,7 +248,7 @@ def train(
         typer.Option(help="Start from this checkpoint of --arch (e.g. to add a spread head)."),
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option(help="End-to-end epochs (overrides).", min=1)
+        int | None, typer.Option(help="End-to-end epochs (overrides).", min=0)
     ] = None,
     epochs_pretrain: Annotated[
         int | None, typer.Option(help="Epochs of each pre-training stage (overrides).", min=0)
