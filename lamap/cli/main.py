@@ -42,35 +42,64 @@ app = typer.Typer(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Directory to write the world into.")],
+    out: Annotated[Path, typer.Option(help="Directory to write the world (or family) into.")],
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 0,
     size: Annotated[
-        int,
-        typer.Option(help="Edge of the world in 10-m pixels (multiple of 4).", parser=parse_size),
-    ] = 2048,
-    days: Annotated[int, typer.Option(help="Length of the time series in days.")] = 120,
+        int | None,
+        typer.Option(help="Edge of the world in 10-m pixels (multiple of 4; default 2048, "
+                     "768 in a family).", parser=parse_size),
+    ] = None,
+    days: Annotated[
+        int | None, typer.Option(help="Length of the time series in days (default 120, 75 "
+                                 "in a family).")
+    ] = None,
     start: Annotated[
         dt.date, typer.Option(help="First day (YYYY-MM-DD).", parser=parse_date)
     ] = dt.date(2024, 4, 1),
+    family: Annotated[
+        int | None,
+        typer.Option(help="Write N different worlds (places, seasons, clouds, fields, crops) "
+                     "as OUT/world-NN plus OUT/family.json; --seed seeds the family."),
+    ] = None,
+    holdout: Annotated[
+        bool, typer.Option(help="With --family: held-out places, year and seeds.")
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing world at --out.")] = False,
 ) -> None:
     """Generate the offline Sentinel-1/Sentinel-2 demo world (COGs + STAC + truth).
 
-    Example: lamap demo --out demo-world --size 1024 --days 60
+    Example: lamap demo --out demo-world --size 1024 --days 60; a family to train on:
+    lamap demo --family 8 --seed 1 --out family
     """
+    if family is not None:
+        _demo_family(out, family, seed, size, days, holdout, overwrite)
+        return
     from lamap.synthetic.world import WorldSpec, generate_world
 
-    spec = WorldSpec(seed=seed, size=size, days=days, start=start)
+    spec = WorldSpec(seed=seed, size=size or 2048, days=days or 120, start=start)
     started = time.perf_counter()
     with Bars("generating world") as bars:
         world = generate_world(out, spec, overwrite=overwrite, progress=bars)
     elapsed = time.perf_counter() - started
     w, s, e, n = world.bbox
     typer.echo(
-        f"world written to {world.root} in {elapsed:.1f} s: {size}x{size} px, "
+        f"world written to {world.root} in {elapsed:.1f} s: {spec.size}x{spec.size} px, "
         f"{len(world.s2_dates)} S2 dates, {len(world.s1_dates)} S1 dates, "
         f"bbox {w:.4f},{s:.4f},{e:.4f},{n:.4f}, {_du(world.root)}"
     )
+
+
+def _demo_family(out: Path, n: int, seed: int, size: int | None, days: int | None,
+                 holdout: bool, overwrite: bool) -> None:
+    from lamap.synthetic.family import FAMILY_DAYS, FAMILY_SIZE, family_specs, generate_family
+
+    specs = family_specs(n, seed, size=size or FAMILY_SIZE, days=days or FAMILY_DAYS,
+                         holdout=holdout)
+    started = time.perf_counter()
+    with Bars("generating worlds") as bars:
+        worlds = generate_family(out, specs, overwrite=overwrite, progress=bars)
+    typer.echo(f"{len(worlds)} worlds written to {out} in {time.perf_counter() - started:.1f} s "
+               f"({_du(out)}), listed in {out / 'family.json'}")
 
 
 @app.command()
@@ -204,8 +233,15 @@ def train(
         dt.date | None, typer.Option(help="Last target day (YYYY-MM-DD).", parser=parse_date)
     ] = None,
     catalog: Annotated[
-        str, typer.Option(help="planetary-computer, a STAC API URL or a demo world.")
-    ] = "planetary-computer",
+        list[str] | None,
+        typer.Option(help="planetary-computer, a STAC API URL or a demo world; repeat it, or "
+                     "give a family (lamap demo --family), to train on several worlds."),
+    ] = None,
+    holdout_worlds: Annotated[
+        str | None,
+        typer.Option(help="With several worlds: comma-separated worlds (index or directory "
+                     "name) held out whole as unique areas."),
+    ] = None,
     cache: Annotated[
         Path | None, typer.Option(help="Training cache directory (default: OUT.cache).")
     ] = None,
@@ -237,7 +273,8 @@ def train(
 
     Example (the shipped demo weights): lamap train --catalog demo-world
     --out demo_model.pt --preset cpu-demo --device cpu; the second method:
-    lamap train --arch li2025 --catalog demo-world --out demo_li2025.pt --preset cpu-demo
+    lamap train --arch li2025 --catalog demo-world --out demo_li2025.pt --preset cpu-demo;
+    on a family of worlds: lamap train --catalog family --holdout-worlds 0 --out model.pt
     """
     from lamap.model import get_architecture
     from lamap.train.run import train_from_catalog
@@ -256,7 +293,7 @@ def train(
         overrides["cloudy_weight"] = cloudy_weight
     with Bars("training") as bars:
         run = train_from_catalog(
-            catalog,
+            catalog or ["planetary-computer"],
             bbox,
             start,
             end,
@@ -268,6 +305,7 @@ def train(
             preset=preset,
             resume=resume,
             config_overrides=overrides,
+            holdout_worlds=[w for w in (holdout_worlds or "").split(",") if w],
             progress=bars,
         )
     typer.echo(f"checkpoint written to {run.checkpoint} (training cache {run.cache})")
