@@ -56,7 +56,7 @@ def _world_defaults(
 
 
 def train_from_catalog(
-    catalog: str,
+    catalog: str | Sequence[str],
     bbox: BBoxLike | None,
     start: DateLike | None,
     end: DateLike | None,
@@ -70,6 +70,7 @@ def train_from_catalog(
     resume: bool = False,
     time_limit_s: float | None = None,
     config_overrides: dict[str, Any] | None = None,
+    holdout_worlds: Sequence[str | int] = (),
     progress: Progress | bool | None = True,
 ) -> TrainRun:
     """Build (or reuse) the training cache, then train a registered model stage by stage.
@@ -81,8 +82,11 @@ def train_from_catalog(
 
     Parameters
     ----------
-    catalog : str
-        Profile name, STAC API URL or demo world directory.
+    catalog : str or sequence of str
+        Profile name, STAC API URL or demo world directory; or several demo worlds and
+        families of worlds (``lamap demo --family``), trained on together through one cache
+        with the world recorded per patch (:mod:`lamap.train.worlds`; ``bbox``, ``start``
+        and ``end`` must then be None: every world is used whole).
     bbox : bbox-like, optional
         Training area ``W,S,E,N``; on a demo world its held-out area is kept out (default
         for a demo world: the whole world).
@@ -109,6 +113,9 @@ def train_from_catalog(
         Start no new epoch after this many seconds.
     config_overrides : dict, optional
         :class:`lamap.train.loop.TrainConfig` fields to change.
+    holdout_worlds : sequence of str or int
+        With several worlds: those kept out of training whole (``unique``), by index,
+        directory name or path.
     progress : callable or bool
         Receives progress events of the cache and of training
         (:mod:`lamap.runtime.progress`); ``True`` prints lines, ``False`` is quiet.
@@ -133,13 +140,21 @@ def train_from_catalog(
     architecture = get_architecture(arch)
     config = _config(architecture, preset, config_overrides)
     model = initial_model(architecture.name, init, seed=config.seed)  # refuse a wrong init early
-    bbox, start, end = _world_defaults(catalog, bbox, start, end)
-    area, first, last = as_bbox(bbox), as_date(start, "start"), as_date(end, "end")
     out_path = Path(out)
     cache_path = Path(cache_dir) if cache_dir else out_path.with_suffix(".cache")
-    cache = build_cache(catalog, area, first, last, cache_path, patch=patch,
-                        spec=TRAINING_CACHE_SPEC, options=CacheOptions(min_valid=0.0),
-                        progress=progress)
+    if _many_worlds(catalog):
+        cache, info = _worlds_cache(catalog, (bbox, start, end), cache_path, patch,
+                                    holdout_worlds, progress)
+    else:
+        catalog = catalog if isinstance(catalog, str) else catalog[0]
+        bbox, start, end = _world_defaults(catalog, bbox, start, end)
+        area, first, last = as_bbox(bbox), as_date(start, "start"), as_date(end, "end")
+        cache = build_cache(catalog, area, first, last, cache_path, patch=patch,
+                            spec=TRAINING_CACHE_SPEC, options=CacheOptions(min_valid=0.0),
+                            progress=progress)
+        info = {"catalog": str(catalog), "bbox": list(area.to_tuple()),
+                "start": first.isoformat(), "end": last.isoformat(),
+                "synthetic": _is_world(catalog)}
     spec = _model_spec(architecture, cache.feature_spec)
     names = (*architecture.spatial_inputs, *architecture.vector_inputs)
     train_set = PatchDataset(cache, cache.split_indices("train"), augment=True,
@@ -149,10 +164,8 @@ def train_from_catalog(
                            crop=val_crop)
     sigma_set = PatchDataset(cache, cache.split_indices(config.sigma_split), inputs=names,
                              augment=True, rng_seed=config.seed, crop=config.crop)
-    info = {"catalog": str(catalog), "bbox": list(area.to_tuple()), "start": first.isoformat(),
-            "end": last.isoformat(), "patch": patch, "cache": str(cache_path), "preset": preset,
-            "synthetic": _is_world(catalog), "sigma_split": config.sigma_split,
-            "val_crop": val_crop}
+    info |= {"patch": patch, "cache": str(cache_path), "preset": preset,
+             "sigma_split": config.sigma_split, "val_crop": val_crop}
     if init is not None:  # what the weights it starts from were trained with
         loaded = load_checkpoint(init)
         info["init"] = {"path": str(init), "sha256": loaded.sha256, "training": loaded.training}
@@ -163,6 +176,37 @@ def train_from_catalog(
     if result.complete:
         record_uncertainty(out_path, cache)
     return TrainRun(out_path, cache_path, result.summary)
+
+
+def _many_worlds(catalog: str | Sequence[str]) -> bool:
+    """Whether ``catalog`` is several catalogs or a family of worlds."""
+    from lamap.catalog.local import is_family
+
+    entries = [catalog] if isinstance(catalog, str) else list(catalog)
+    if not entries:
+        raise InputError("no catalog given: pass --catalog once or more")
+    return len(entries) > 1 or is_family(entries[0])
+
+
+def _worlds_cache(catalogs: str | Sequence[str], area: tuple[Any, Any, Any],
+                  cache_path: Path, patch: int, holdout: Sequence[str | int],
+                  progress: Progress | bool | None) -> tuple[Any, dict[str, Any]]:
+    """Build the cache of several worlds; return it and the checkpoint's data description."""
+    from lamap.model import TRAINING_CACHE_SPEC
+    from lamap.train.cache import CacheOptions
+    from lamap.train.worlds import build_worlds_cache
+
+    if any(value is not None for value in area):
+        raise InputError("--bbox, --start and --end do not apply to several worlds or a "
+                         "family: each world is used whole; leave them out")
+    entries = [catalogs] if isinstance(catalogs, str) else list(catalogs)
+    cache = build_worlds_cache(entries, cache_path, holdout_worlds=holdout, patch=patch,
+                               spec=TRAINING_CACHE_SPEC, options=CacheOptions(min_valid=0.0),
+                               progress=progress)
+    worlds = cache.attrs["worlds"]
+    return cache, {"catalog": [str(c) for c in entries], "synthetic": True,
+                   "worlds": [w["path"] for w in worlds],
+                   "holdout_worlds": [w["path"] for w in worlds if w["held_out"]]}
 
 
 def _config(architecture: Any, preset: str, overrides: dict[str, Any] | None) -> Any:
