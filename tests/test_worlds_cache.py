@@ -11,6 +11,7 @@ import pytest
 from lamap.errors import InputError
 from lamap.model import TRAINING_CACHE_SPEC
 from lamap.synthetic.family import family_specs, generate_family
+from lamap.synthetic.world import WorldSpec, generate_world
 from lamap.train import worlds as worlds_module
 from lamap.train.cache import CacheOptions, build_cache
 from lamap.train.patches import Cache
@@ -122,3 +123,61 @@ def test_train_on_a_family_records_its_worlds(built: Cache, family: Path, tmp_pa
     with pytest.raises(InputError, match="do not apply to several worlds"):
         train_from_catalog([str(family)], "6,48,7,49", None, None, tmp_path / "n.pt",
                            cache_dir=built.path, patch=P, progress=False)
+
+
+def test_evaluate_on_an_unseen_world_with_breakdowns(
+        built: Cache, family: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dataclasses import replace
+
+    from lamap.cli.main import main
+    from lamap.model import ModelConfig, get_architecture, save_checkpoint, seeded_network
+
+    fused = get_architecture("lnb-fused")
+    model = save_checkpoint(tmp_path / "m.pt",
+                            seeded_network(fused, 0, replace(ModelConfig.tiny(), sigma_head=True)),
+                            feature_spec=fused.spec.to_dict())
+    world = generate_world(tmp_path / "unseen", WorldSpec(seed=3, size=192, days=40)).root
+    main(["evaluate", "--model", str(model), "--world", str(world), "--cache",
+          str(tmp_path / "w.cache"), "--fit-cache", str(built.path), "--by",
+          "landcover,gap,lai,s1", "--csv", str(tmp_path / "m.csv")])
+    out = capsys.readouterr().out
+    assert "#### unique: pixels cloudy at t vs the cloud-free S2 label" in out
+    assert "| random forest |" in out and "| clear persistence |" in out
+    for dimension in ("landcover", "gap", "lai", "s1"):
+        assert f"common pixels, RMSE (m²/m²) by {dimension}" in out
+    assert "| S1 at t |" in out or "| no S1 at t |" in out
+    csv = (tmp_path / "m.csv").read_text()
+    assert "cloudy-t-clear|gap=" in csv
+    scored = open_cache_index(tmp_path / "w.cache")
+    assert set(scored["split_name"]) == {"unique"} and set(scored["world"]) == {0}
+
+
+def open_cache_index(path: Path) -> Any:
+    from lamap.train.patches import open_cache
+
+    return open_cache(path).index
+
+
+def test_breakdown_bins_add_up() -> None:
+    from lamap.train.breakdown import Breakdown, parse_dimensions
+
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(0, 6, (2, 8, 8)).astype(np.float32)
+    cloudy = rng.random((2, 8, 8)) < 0.7
+    gap = rng.integers(-1, 40, (2, 8, 8)).astype(np.int16)
+    s1 = np.zeros((2, 6, 8, 8), np.float32)
+    s1[0, 4:6] = 0.5
+    preds = {"a": ref + 1.0, "b": ref - 0.5}
+    breakdown = Breakdown(parse_dimensions("gap,lai,s1"))
+    breakdown.add(preds, {"cloudy-t-clear": (ref, cloudy)}, {"truth_gap": gap, "s1": s1})
+    scores = breakdown.scores("unique", 5.0)
+    for dimension, total in (("gap", int((cloudy & (gap >= 0)).sum())),
+                             ("lai", int(cloudy.sum())), ("s1", int(cloudy.sum()))):
+        rows = [s for s in scores if s.scoring.startswith(f"cloudy-t-clear|{dimension}=")
+                and s.method == "a"]
+        assert sum(s.pixels for s in rows) == total
+        assert all(s.rmse == pytest.approx(1.0) for s in rows)
+    assert [s.pixels for s in scores if s.scoring.endswith("|s1=S1 at t")
+            and s.method == "b"] == [int(cloudy[0].sum())]
+    with pytest.raises(InputError, match="unknown breakdown"):
+        parse_dimensions("cover")

@@ -266,6 +266,10 @@ def train(
     cloudy_weight: Annotated[
         float | None, typer.Option(help="Loss weight of samples with a cloudy past.")
     ] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Learning rate of every stage (overrides; e.g. "
+                                   "lower it to fine-tune with --init).")
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT's state file.")] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.", parser=parse_device)] = "auto",
 ) -> None:
@@ -291,6 +295,8 @@ def train(
         overrides["epochs_sigma"] = epochs_sigma
     if cloudy_weight is not None:
         overrides["cloudy_weight"] = cloudy_weight
+    if lr is not None:
+        overrides["lr"] = lr
     with Bars("training") as bars:
         run = train_from_catalog(
             catalog or ["planetary-computer"],
@@ -317,7 +323,23 @@ def evaluate(
         list[Path],
         typer.Option(help="Checkpoint from `lamap train`; repeat to score models side by side."),
     ],
-    cache: Annotated[Path, typer.Option(help="Their training cache.")],
+    cache: Annotated[
+        Path | None, typer.Option(help="Their training cache; with --world, where the "
+                                  "worlds' cache goes (default: WORLD.eval-cache).")
+    ] = None,
+    world: Annotated[
+        list[Path] | None,
+        typer.Option(help="A demo world or family never trained on, scored whole as unique; "
+                     "repeat for more."),
+    ] = None,
+    fit_cache: Annotated[
+        Path | None, typer.Option(help="With --world: the cache whose train split fits the "
+                                  "regressions (default: the model's training cache).")
+    ] = None,
+    by: Annotated[
+        str | None, typer.Option(help="Break gap filling down by some of: landcover, gap, "
+                                 "lai, s1, world (comma-separated).")
+    ] = None,
     csv: Annotated[Path | None, typer.Option(help="Also write the metrics as CSV.")] = None,
     baselines: Annotated[bool, typer.Option(help="Fit and score the regressions too.")] = True,
     max_patches: Annotated[
@@ -327,13 +349,17 @@ def evaluate(
     """Score models side by side, their parts and the baselines per split (Markdown + CSV).
 
     Example: lamap evaluate --model model.pt --model li2025.pt --cache model.cache
-    --csv metrics.csv
+    --csv metrics.csv; on unseen worlds: lamap evaluate --model model.pt --world heldout
+    --fit-cache model.cache --by landcover,gap,lai,s1
     """
+    from lamap.train.breakdown import parse_dimensions
     from lamap.train.run import evaluate_checkpoint
 
-    typer.echo(
-        evaluate_checkpoint(model, cache, out_csv=csv, baselines=baselines, max_patches=max_patches)
-    )
+    with Bars("building the worlds' cache") as bars:
+        report = evaluate_checkpoint(
+            model, cache, worlds=world or [], fit_cache=fit_cache, by=parse_dimensions(by),
+            out_csv=csv, baselines=baselines, max_patches=max_patches, progress=bars)
+    typer.echo(report)
 
 
 @app.command()

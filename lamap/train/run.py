@@ -98,7 +98,9 @@ def train_from_catalog(
         The architecture (:mod:`lamap.model.registry`): ``lnb-fused`` or ``li2025``.
     init : path-like, optional
         Start from this checkpoint's weights (it must be of ``arch``; a spread head it lacks
-        starts untrained), e.g. to train only the spread head of shipped weights.
+        starts untrained), e.g. to train only the spread head of shipped weights, or to
+        fine-tune them on more worlds; the heads' biases are not reset
+        (``init_head_bias`` is False unless ``config_overrides`` sets it).
     cache_dir : path-like, optional
         Where the training cache lives (default: ``<out>.cache``); reused when it matches.
     patch : int
@@ -138,6 +140,8 @@ def train_from_catalog(
     from lamap.train.uncertainty import record_uncertainty
 
     architecture = get_architecture(arch)
+    if init is not None:  # trained heads keep their biases (initial_model starts new ones)
+        config_overrides = {"init_head_bias": False, **(config_overrides or {})}
     config = _config(architecture, preset, config_overrides)
     model = initial_model(architecture.name, init, seed=config.seed)  # refuse a wrong init early
     out_path = Path(out)
@@ -265,16 +269,24 @@ def initial_model(arch: str, init: str | os.PathLike[str] | None = None, *,
     missing, unexpected = model.load_state_dict(loaded.model.state_dict(), strict=False)
     assert not unexpected and all(k.startswith(("sigma.", "fusion.sigma.", "sd_scale"))
                                   for k in missing)
+    if missing:  # the trained heads keep their biases; a new spread head starts at its σ
+        from lamap.train.stages import init_biases
+
+        init_biases(model, 0.0, ("sigma",))
     return model
 
 
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-    cache_dir: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str] | None = None,
     *,
+    worlds: Sequence[str | os.PathLike[str]] = (),
+    fit_cache: str | os.PathLike[str] | None = None,
+    by: Sequence[str] = (),
     out_csv: str | os.PathLike[str] | None = None,
     baselines: bool = True,
     max_patches: int | None = None,
+    progress: Progress | bool | None = False,
 ) -> str:
     """Score checkpoints side by side and the baselines on a cache; return a Markdown report.
 
@@ -282,28 +294,83 @@ def evaluate_checkpoint(
     ----------
     checkpoint : path-like or list of path-like
         From ``lamap train``.
-    cache_dir : path-like
-        Its training cache (the same feature definition).
+    cache_dir : path-like, optional
+        Their training cache (the same feature definition); with ``worlds``, where the
+        cache of those worlds is built (default: next to the first, ``<world>.eval-cache``).
+    worlds : sequence of path-like
+        Demo worlds or families the models never saw: every patch of theirs is scored as
+        ``unique`` (the held-out splits); the regressions are fitted on ``fit_cache``.
+    fit_cache : path-like, optional
+        The cache the regressions are fitted on (its ``train`` split); default with
+        ``worlds``: the first checkpoint's training cache if it is still there, else the
+        regressions are left out.
+    by : sequence of str
+        Break the gap-filling scores down (:mod:`lamap.train.breakdown`).
     out_csv : path-like, optional
         Also write the long-format CSV.
     baselines : bool
         Fit and score the pixel-wise regressions too.
     max_patches : int, optional
         Score at most this many patches per split (faster).
+    progress : callable or bool
+        Progress of building the worlds' cache.
 
     Returns
     -------
     str
         The Markdown tables.
+
+    Raises
+    ------
+    InputError
+        If neither ``cache_dir`` nor ``worlds`` is given.
     """
     from lamap.train.evaluate import evaluate
 
     models = [checkpoint] if isinstance(checkpoint, str | os.PathLike) else list(checkpoint)
+    splits = None
+    if worlds:
+        cache_dir, splits = _worlds_eval_cache(worlds, cache_dir, progress)
+        fit_cache = fit_cache or _training_cache(models[0])
+        baselines = baselines and fit_cache is not None
+    elif cache_dir is None:
+        raise InputError("give --cache (a training cache) or --world (worlds to score on)")
     result = evaluate([str(m) for m in models], str(cache_dir), baselines=baselines,
-                      max_patches=max_patches)
+                      max_patches=max_patches, splits=splits, fit_cache=fit_cache, by=by)
     if out_csv:
         result.to_csv(out_csv)
     return str(result.to_markdown())
+
+
+def _worlds_eval_cache(worlds: Sequence[str | os.PathLike[str]],
+                       cache_dir: str | os.PathLike[str] | None,
+                       progress: Progress | bool | None) -> tuple[Path, list[str]]:
+    """Build the cache of unseen worlds, all held out; return it and its non-empty splits."""
+    from lamap.model import TRAINING_CACHE_SPEC
+    from lamap.train.cache import CacheOptions
+    from lamap.train.worlds import build_worlds_cache, expand_worlds
+
+    found = expand_worlds(list(worlds))
+    path = Path(cache_dir) if cache_dir else Path(str(Path(worlds[0]).resolve()) + ".eval-cache")
+    cache = build_worlds_cache([str(w) for w in found], path, patch=256,
+                               holdout_worlds=list(range(len(found))), spec=TRAINING_CACHE_SPEC,
+                               options=CacheOptions(min_valid=0.0), progress=progress)
+    splits = [s for s in ("unique", "unique-non-cloudy", "unique-cloudy")
+              if len(cache.split_indices(s))]
+    if not splits:
+        raise InputError(f"the worlds {[str(w) for w in found]} give no patch to score (no "
+                         "date with enough valid S2 at t): add worlds or longer ones")
+    return path, splits
+
+
+def _training_cache(checkpoint: str | os.PathLike[str]) -> Path | None:
+    """Return the training cache a checkpoint records, if it is still there."""
+    from lamap.model import load_checkpoint
+
+    recorded = (load_checkpoint(checkpoint).training or {}).get("data", {}).get("cache")
+    if recorded and (Path(recorded) / "patches.zarr").is_dir():
+        return Path(recorded)
+    return None
 
 
 def _limit(preset: str) -> float | None:
