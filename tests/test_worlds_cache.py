@@ -144,7 +144,7 @@ def test_evaluate_on_an_unseen_world_with_breakdowns(
     assert "#### unique: pixels cloudy at t vs the cloud-free S2 label" in out
     assert "| random forest |" in out and "| clear persistence |" in out
     for dimension in ("landcover", "gap", "lai", "s1"):
-        assert f"common pixels, RMSE (m²/m²) by {dimension}" in out
+        assert f"(common pixels), RMSE (m²/m²) by {dimension}" in out
     assert "| S1 at t |" in out or "| no S1 at t |" in out
     csv = (tmp_path / "m.csv").read_text()
     assert "cloudy-t-clear|gap=" in csv

@@ -270,6 +270,10 @@ def _calibration_table(rows: Sequence[Calibration]) -> str:
     return "\n".join([head, *lines])
 
 
+_BREAKDOWN_TITLES = {"cloudy-t-clear": "pixels cloudy at t vs the cloud-free S2 label",
+                     "cloudy-t-snap": "pixels cloudy at t vs the cloud-free SNAP LAI"}
+
+
 def _breakdown_tables(rows: Sequence[Score]) -> list[str]:
     """One table per (split, set, dimension): bins down, each method's RMSE across."""
     groups: dict[tuple[str, str, str], list[Score]] = {}
@@ -282,7 +286,8 @@ def _breakdown_tables(rows: Sequence[Score]) -> list[str]:
         methods = list(dict.fromkeys(s.method for s in found))
         bins = list(dict.fromkeys(s.scoring.partition("=")[2] for s in found))
         rmse = {(s.scoring.partition("=")[2], s.method): s for s in found}
-        head = (f"#### {split}: {SCORINGS.get(name, name)}, common pixels, RMSE (m²/m²) by "
+        title = _BREAKDOWN_TITLES.get(name, name)
+        head = (f"#### {split}: {title} (common pixels), RMSE (m²/m²) by "
                 f"{dimension}\n\n| {dimension} | pixels | " + " | ".join(methods) + " |\n"
                 "| --- | ---: |" + " ---: |" * len(methods))
         lines = [f"| {b} | {rmse[(b, methods[0])].pixels} | " + " | ".join(
