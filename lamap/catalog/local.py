@@ -23,6 +23,7 @@ from lamap.catalog.profiles import CatalogProfile, open_catalog
 from lamap.catalog.server import StacServer
 from lamap.errors import CatalogError
 from lamap.synthetic.continent import EEA39_BBOX, continental_result
+from lamap.synthetic.family import family_worlds, is_family
 from lamap.synthetic.world import World, WorldSpec, generate_world, load_world
 
 __all__ = [
@@ -30,7 +31,9 @@ __all__ = [
     "World",
     "WorldSpec",
     "continental_result",
+    "family_worlds",
     "generate_world",
+    "is_family",
     "load_world",
     "local_world",
     "serve_world",

@@ -15,19 +15,17 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from lamap.cli import learn
 from lamap.cli.progress import Bars
 from lamap.cli.types import (
-    existing_file,
     output_file,
     output_folder,
     parse_address,
     parse_counts,
     parse_date,
     parse_device,
-    parse_patch,
     parse_positive,
     parse_size,
-    parse_weight,
 )
 from lamap.errors import LamapError
 from lamap.runtime.progress import stderr_lines
@@ -54,38 +52,67 @@ app = typer.Typer(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Directory to write the world into.")],
+    out: Annotated[Path, typer.Option(help="Directory to write the world (or family) into.")],
     seed: Annotated[
         int, typer.Option(help="Random seed; the same seed gives the same bytes.", min=0)
     ] = 0,
     size: Annotated[
-        int,
-        typer.Option(help="Edge of the world in 10-m pixels (multiple of 4).", parser=parse_size),
-    ] = 2048,
-    days: Annotated[int, typer.Option(help="Length of the time series in days.", min=15)] = 120,
+        int | None,
+        typer.Option(help="Edge of the world in 10-m pixels (multiple of 4; default 2048, "
+                     "768 in a family).", parser=parse_size),
+    ] = None,
+    days: Annotated[
+        int | None, typer.Option(help="Length of the time series in days (default 120, 75 "
+                                 "in a family).", min=15)
+    ] = None,
     start: Annotated[
         dt.date, typer.Option(help="First day (YYYY-MM-DD).", parser=parse_date)
     ] = dt.date(2024, 4, 1),
+    family: Annotated[
+        int | None,
+        typer.Option(help="Write N different worlds (places, seasons, clouds, fields, crops) "
+                     "as OUT/world-NN plus OUT/family.json; --seed seeds the family."),
+    ] = None,
+    holdout: Annotated[
+        bool, typer.Option(help="With --family: held-out places, year and seeds.")
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing world at --out.")] = False,
 ) -> None:
     """Generate the offline Sentinel-1/Sentinel-2 demo world (COGs + STAC + truth).
 
-    Example: lamap demo --out demo-world --size 1024 --days 60
+    Example: lamap demo --out demo-world --size 1024 --days 60; a family to train on:
+    lamap demo --family 8 --seed 1 --out family
     """
+    if family is not None:
+        _demo_family(out, family, seed, size, days, holdout, overwrite)
+        return
     from lamap.synthetic.world import WorldSpec, generate_world
 
     output_folder(out, "--out")
-    spec = WorldSpec(seed=seed, size=size, days=days, start=start)
+    spec = WorldSpec(seed=seed, size=size or 2048, days=days or 120, start=start)
     started = time.perf_counter()
     with Bars("generating world") as bars:
         world = generate_world(out, spec, overwrite=overwrite, progress=bars)
     elapsed = time.perf_counter() - started
     w, s, e, n = world.bbox
     typer.echo(
-        f"world written to {world.root} in {elapsed:.1f} s: {size}x{size} px, "
+        f"world written to {world.root} in {elapsed:.1f} s: {spec.size}x{spec.size} px, "
         f"{len(world.s2_dates)} S2 dates, {len(world.s1_dates)} S1 dates, "
         f"bbox {w:.4f},{s:.4f},{e:.4f},{n:.4f}, {_du(world.root)}"
     )
+
+
+def _demo_family(out: Path, n: int, seed: int, size: int | None, days: int | None,
+                 holdout: bool, overwrite: bool) -> None:
+    from lamap.synthetic.family import FAMILY_DAYS, FAMILY_SIZE, family_specs, generate_family
+
+    specs = family_specs(n, seed, size=size or FAMILY_SIZE, days=days or FAMILY_DAYS,
+                         holdout=holdout)
+    started = time.perf_counter()
+    with Bars("generating worlds") as bars:
+        worlds = generate_family(out, specs, overwrite=overwrite, progress=bars)
+    typer.echo(f"{len(worlds)} worlds written to {out} in {time.perf_counter() - started:.1f} s "
+               f"({_du(out)}), listed in {out / 'family.json'}")
 
 
 @app.command()
@@ -216,131 +243,8 @@ def map_(
         raise SystemExit(1)
 
 
-@app.command()
-def train(
-    out: Annotated[Path, typer.Option(help="Checkpoint to write (model.pt).")],
-    bbox: Annotated[
-        str | None, typer.Option(help="Training area W,S,E,N (default on a demo world: all).")
-    ] = None,
-    start: Annotated[
-        dt.date | None, typer.Option(help="First target day (YYYY-MM-DD).", parser=parse_date)
-    ] = None,
-    end: Annotated[
-        dt.date | None, typer.Option(help="Last target day (YYYY-MM-DD).", parser=parse_date)
-    ] = None,
-    catalog: Annotated[
-        str, typer.Option(help="planetary-computer, a STAC API URL or a demo world.")
-    ] = "planetary-computer",
-    cache: Annotated[
-        Path | None, typer.Option(help="Training cache directory (default: OUT.cache).")
-    ] = None,
-    patch: Annotated[
-        int, typer.Option(help="Patch edge in pixels (a multiple of 4).", parser=parse_patch)
-    ] = 256,
-    preset: Annotated[
-        str, typer.Option(help="full (MODEL.md, 100 epochs, GPU) or cpu-demo.")
-    ] = "full",
-    arch: Annotated[
-        str, typer.Option(help="Architecture: lnb-fused (MODEL.md) or li2025 (Li et al. 2025).")
-    ] = "lnb-fused",
-    init: Annotated[
-        Path | None,
-        typer.Option(help="Start from this checkpoint of --arch (e.g. to add a spread head)."),
-    ] = None,
-    epochs: Annotated[
-        int | None, typer.Option(help="End-to-end epochs (overrides).", min=0)
-    ] = None,
-    epochs_pretrain: Annotated[
-        int | None, typer.Option(help="Epochs of each pre-training stage (overrides).", min=0)
-    ] = None,
-    epochs_sigma: Annotated[
-        int | None, typer.Option(help="Epochs of the spread head alone (overrides).", min=0)
-    ] = None,
-    cloudy_weight: Annotated[
-        float | None,
-        typer.Option(help="Loss weight of samples with a cloudy past.", parser=parse_weight),
-    ] = None,
-    resume: Annotated[bool, typer.Option(help="Continue from OUT's state file.")] = False,
-    device: Annotated[str, typer.Option(help="cpu, cuda or auto.", parser=parse_device)] = "auto",
-) -> None:
-    """Train a registered model on the same cubes `lamap map` uses, stage by stage.
-
-    Example (the shipped demo weights): lamap train --catalog demo-world
-    --out demo_model.pt --preset cpu-demo --device cpu; the second method:
-    lamap train --arch li2025 --catalog demo-world --out demo_li2025.pt --preset cpu-demo
-    """
-    from lamap.model import get_architecture
-    from lamap.train.run import train_from_catalog
-    from lamap.train.state import state_path
-
-    if preset not in {"full", "cpu-demo"}:
-        raise typer.BadParameter(f"--preset {preset!r}: use full or cpu-demo")
-    get_architecture(arch)  # an unknown name is a clear error before any work
-    output_file(out, "--out")
-    if cache is not None:
-        output_folder(cache, "--cache")
-    if resume and not state_path(out).is_file():
-        raise typer.BadParameter(
-            f"--resume: no state file {state_path(out)} of an earlier run with --out {out}; "
-            "drop --resume to start a new run"
-        )
-    overrides: dict[str, object] = {"device": device}
-    if epochs is not None:
-        overrides["epochs"] = epochs
-    if epochs_pretrain is not None:
-        overrides |= {"epochs_enc1": epochs_pretrain, "epochs_enc2": epochs_pretrain}
-    if epochs_sigma is not None:
-        overrides["epochs_sigma"] = epochs_sigma
-    if cloudy_weight is not None:
-        overrides["cloudy_weight"] = cloudy_weight
-    with Bars("training") as bars:
-        run = train_from_catalog(
-            catalog,
-            bbox,
-            start,
-            end,
-            out,
-            arch=arch,
-            init=init,
-            cache_dir=cache,
-            patch=patch,
-            preset=preset,
-            resume=resume,
-            config_overrides=overrides,
-            progress=bars,
-        )
-    typer.echo(f"checkpoint written to {run.checkpoint} (training cache {run.cache})")
-
-
-@app.command()
-def evaluate(
-    model: Annotated[
-        list[Path],
-        typer.Option(help="Checkpoint from `lamap train`; repeat to score models side by side."),
-    ],
-    cache: Annotated[Path, typer.Option(help="Their training cache.")],
-    csv: Annotated[Path | None, typer.Option(help="Also write the metrics as CSV.")] = None,
-    baselines: Annotated[bool, typer.Option(help="Fit and score the regressions too.")] = True,
-    max_patches: Annotated[
-        int | None, typer.Option(help="At most this many patches per split.", min=1)
-    ] = None,
-) -> None:
-    """Score models side by side, their parts and the baselines per split (Markdown + CSV).
-
-    Example: lamap evaluate --model model.pt --model li2025.pt --cache model.cache
-    --csv metrics.csv
-    """
-    from lamap.train.run import evaluate_checkpoint
-    from lamap.weights import resolve_model
-
-    model = [Path(resolve_model(path)) for path in model]  # li2025: its shipped weights
-    for path in model:
-        existing_file(path, "--model")
-    if csv is not None:
-        output_file(csv, "--csv")
-    typer.echo(
-        evaluate_checkpoint(model, cache, out_csv=csv, baselines=baselines, max_patches=max_patches)
-    )
+app.command()(learn.train)
+app.command()(learn.evaluate)
 
 
 @app.command()

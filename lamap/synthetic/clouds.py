@@ -39,8 +39,10 @@ __all__ = [
     "VEGETATION_LAI",
     "CloudScene",
     "Scl",
+    "CLOUD_REGIMES",
     "cloud_cover_sequence",
     "cloud_scene",
+    "regime_cover_sequence",
     "combine_scl",
     "surface_scl",
 ]
@@ -496,6 +498,44 @@ def cloud_cover_sequence(
     partly = 0.03 + 0.85 * rng.beta(1.2, 1.8, n)
     overcast = np.where(rng.random(n) < 0.5, 1.0, rng.uniform(0.9, 1.0, n))
     return np.choose(kind, [clear, partly, overcast])
+
+
+#: Cloudiness regimes of a world: keyword arguments of :func:`cloud_cover_sequence` and the
+#: number of long overcast stretches (each 3 to 6 weeks of 90-100 % cover).
+CLOUD_REGIMES: dict[str, tuple[dict[str, float], int]] = {
+    "default": ({}, 0),
+    "clear": ({"clear_fraction": 0.55, "overcast_fraction": 0.05}, 0),
+    "overcast": ({"clear_fraction": 0.3, "overcast_fraction": 0.15}, 2),
+}
+#: Acquisitions per stretch of :func:`regime_cover_sequence` (one every 5 days: 3-6 weeks).
+_STRETCH = (4, 8)
+
+
+def regime_cover_sequence(
+    regime: str, n: int, rng: np.random.Generator, stretch_rng: np.random.Generator
+) -> np.ndarray:
+    """Cloud cover fractions of ``n`` acquisitions five days apart under a regime.
+
+    ``"default"`` is :func:`cloud_cover_sequence` with its defaults (the same draws from
+    ``rng``); ``"clear"`` shifts the shares to clear skies; ``"overcast"`` then overwrites
+    up to two stretches of 4 to 8 acquisitions (3 to 6 weeks) with 90-100 % cover, drawn
+    from ``stretch_rng`` (so the rest of the sequence stays that of its shares).
+
+    Raises
+    ------
+    InputError
+        If ``regime`` is not one of :data:`CLOUD_REGIMES`.
+    """
+    if regime not in CLOUD_REGIMES:
+        raise InputError(f"unknown cloudiness {regime!r}: use one of {sorted(CLOUD_REGIMES)}.")
+    shares, stretches = CLOUD_REGIMES[regime]
+    fractions = cloud_cover_sequence(n, rng, **shares)
+    for _ in range(stretches if n >= 2 * _STRETCH[0] else 0):
+        length = int(stretch_rng.integers(_STRETCH[0], _STRETCH[1] + 1))
+        first = int(stretch_rng.integers(0, max(n - length, 0) + 1))
+        cover = stretch_rng.uniform(0.9, 1.0, length)
+        fractions[first:first + length] = np.where(stretch_rng.random(length) < 0.5, 1.0, cover)
+    return fractions
 
 
 def _persistent_states(fresh: np.ndarray, keep: np.ndarray) -> np.ndarray:

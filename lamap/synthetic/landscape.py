@@ -48,6 +48,7 @@ from lamap.synthetic.phenology import (
 
 __all__ = [
     "CROP_CALENDAR",
+    "CROP_MIXES",
     "Cover",
     "CropCalendar",
     "DateLike",
@@ -63,6 +64,16 @@ __all__ = [
 #: Shares of the farmland covers: a cereal-dominated rotation with maize, oilseeds,
 #: sugar beet, permanent grassland and some fallow, as in south-west Germany / Alsace.
 _FARM_SHARES: Final = (0.28, 0.18, 0.06, 0.10, 0.06, 0.22, 0.10)
+#: Crop mixes by name: shares of the farmland covers in :data:`FARM_COVERS` order (wheat,
+#: maize, sunflower, rapeseed, sugar beet, grassland, bare). ``default`` is the demo
+#: world's; the others are rough regional caricatures for a family of worlds.
+CROP_MIXES: Final = {
+    "default": _FARM_SHARES,
+    "cereal": (0.42, 0.08, 0.02, 0.18, 0.10, 0.12, 0.08),  # Paris basin, Saxony
+    "maize": (0.18, 0.38, 0.10, 0.04, 0.04, 0.18, 0.08),  # Po valley, Aquitaine
+    "grassland": (0.14, 0.14, 0.00, 0.04, 0.04, 0.58, 0.06),  # Ireland, the Netherlands
+    "steppe": (0.26, 0.24, 0.24, 0.08, 0.02, 0.08, 0.08),  # Pannonian and Danube plains
+}
 
 
 # Sizes of the layout, in metres.
@@ -171,15 +182,17 @@ def _nearest_in_tile(cell: np.ndarray, seeds: np.ndarray, spacing: float, i: int
 
 
 def _strips(
-    estate: np.ndarray, seeds: np.ndarray, rng: np.random.Generator, resolution: float
+    estate: np.ndarray, seeds: np.ndarray, rng: np.random.Generator, resolution: float,
+    scale: float = 1.0,
 ) -> tuple[np.ndarray, int]:
     """Cut each estate into blocks and strips along its own direction: (key, n_keys)."""
     n = len(seeds)
-    reach = 1.3 * _ESTATE_SPACING / resolution
+    reach = 1.3 * _ESTATE_SPACING * scale / resolution
     angle = rng.uniform(0, np.pi, n).astype(np.float32)
-    length = rng.uniform(*_BLOCK_LENGTH, n).astype(np.float32) / np.float32(resolution)
+    block_length, strip_width = _scaled(_BLOCK_LENGTH, scale), _scaled(_STRIP_WIDTH, scale)
+    length = rng.uniform(*block_length, n).astype(np.float32) / np.float32(resolution)
     n_blocks = int(np.ceil(2 * reach / length.min())) + 2
-    width = rng.uniform(*_STRIP_WIDTH, (n, n_blocks)).astype(np.float32) / np.float32(resolution)
+    width = rng.uniform(*strip_width, (n, n_blocks)).astype(np.float32) / np.float32(resolution)
     n_strips = int(np.ceil(2 * reach / width.min())) + 2
     phase = rng.random((n, 1 + n_blocks)).astype(np.float32)
 
@@ -194,6 +207,11 @@ def _strips(
     block += estate * n_blocks
     strip = _bin(across / width.ravel()[block] + phase[:, 1:].ravel()[block], n_strips)
     return block.astype(np.int64) * n_strips + strip, n * n_blocks * n_strips
+
+
+def _scaled(bounds: tuple[float, float], scale: float) -> tuple[float, float]:
+    """Return a size range in metres times ``scale`` (the same floats for 1)."""
+    return bounds if scale == 1.0 else (bounds[0] * scale, bounds[1] * scale)
 
 
 def _bin(position: np.ndarray, n: int) -> np.ndarray:
@@ -347,7 +365,8 @@ def _settlements(shape: tuple[int, int], rng: np.random.Generator, resolution: f
 
 
 def make_landscape(
-    shape: tuple[int, int], rng: np.random.Generator, *, resolution: float = 10.0
+    shape: tuple[int, int], rng: np.random.Generator, *, resolution: float = 10.0,
+    field_scale: float = 1.0, crops: str = "default",
 ) -> Landscape:
     """Make a temperate European agricultural landscape.
 
@@ -359,6 +378,11 @@ def make_landscape(
         Source of randomness; the same seed gives the same landscape.
     resolution : float, optional
         Pixel size in metres (10 by default, Sentinel-2's finest).
+    field_scale : float, optional
+        Multiplies the sizes of estates, blocks and strips (1: fields of 0.2-2 ha to a few
+        ha, as in south-west Germany; 2: twice as long and wide).
+    crops : str, optional
+        A crop mix of :data:`CROP_MIXES`.
 
     Returns
     -------
@@ -368,14 +392,18 @@ def make_landscape(
     Raises
     ------
     InputError
-        If ``shape`` is not two positive integers or ``resolution`` is not positive.
+        If ``shape`` is not two positive integers, ``resolution`` or ``field_scale`` is not
+        positive, or ``crops`` is not a known mix.
     """
     check_shape(shape)
-    if not resolution > 0:
-        raise InputError(f"resolution must be a positive number of metres, got {resolution}.")
+    if not resolution > 0 or not field_scale > 0:
+        raise InputError(f"resolution ({resolution}) and field_scale ({field_scale}) must be "
+                         "positive numbers.")
+    if crops not in CROP_MIXES:
+        raise InputError(f"unknown crop mix {crops!r}: use one of {sorted(CROP_MIXES)}.")
     shape = (int(shape[0]), int(shape[1]))
-    estate, seeds = _estates(shape, rng, _ESTATE_SPACING / resolution)
-    key, n_base = _strips(estate, seeds, rng, resolution)
+    estate, seeds = _estates(shape, rng, _ESTATE_SPACING * field_scale / resolution)
+    key, n_base = _strips(estate, seeds, rng, resolution, field_scale)
     masks = _overlays(shape, rng, resolution, estate)
     key = _apply_overlays(key, estate, masks, n_base, len(seeds))
     field_id, keys = _compact(key)
@@ -387,6 +415,7 @@ def make_landscape(
         n_pixels,
         rng,
         _near_river(field_id, len(keys), masks["river_line"], resolution),
+        CROP_MIXES[crops],
     )
     fields = draw_fields(cover, n_pixels, _field_estate(keys, n_base, len(seeds)), len(seeds), rng)
     texture = _texture(shape, rng, resolution)
@@ -472,6 +501,7 @@ def _field_covers(
     n_pixels: np.ndarray,
     rng: np.random.Generator,
     floodplain: np.ndarray,
+    shares: tuple[float, ...] = _FARM_SHARES,
 ) -> np.ndarray:
     """Cover of each field: drawn for farmland, fixed for the overlays."""
     special = 2 * n_base + n_estates
@@ -481,7 +511,7 @@ def _field_covers(
         [0, Cover.BUILT, Cover.FOREST, Cover.WATER, Cover.WATER],
         Cover.BUILT,
     ).astype(np.uint8)
-    drawn = rng.choice(np.array(FARM_COVERS, dtype=np.uint8), size=len(keys), p=_FARM_SHARES)
+    drawn = rng.choice(np.array(FARM_COVERS, dtype=np.uint8), size=len(keys), p=shares)
     meadow = floodplain & (rng.random(len(keys)) < 0.6)
     drawn[meadow] = Cover.GRASSLAND
     cover[farm] = drawn[farm]

@@ -83,7 +83,8 @@ def _tile_name(epsg: int, lat: float) -> str:
 def build_scene(spec: WorldSpec) -> Scene:
     """Lay out the world of ``spec``: truth grid, landscape, product grids, soil moisture."""
     truth = TruthGrid(spec.center[0], spec.center[1], (spec.size, spec.size))
-    land = landscape.make_landscape(truth.shape, scene_rng(spec, 1), resolution=truth.resolution)
+    land = landscape.make_landscape(truth.shape, scene_rng(spec, 1), resolution=truth.resolution,
+                                    field_scale=spec.field_scale, crops=spec.crops)
     west, south, east, north = truth.lonlat_bbox
     s2_grids = []
     for epsg in truth.utm_zones():

@@ -68,6 +68,16 @@ class WorldSpec:
         First day.
     center : tuple of float
         (lon, lat) of the world's centre; the default straddles UTM zones 31 and 32.
+    cloudiness : {"default", "clear", "overcast"}
+        Cloudiness regime (:data:`lamap.synthetic.clouds.CLOUD_REGIMES`): ``overcast`` adds
+        two stretches of 3 to 6 weeks of overcast skies.
+    field_scale : float
+        Multiplies the sizes of the farmland's estates, blocks and strips (in [0.25, 4]).
+    crops : str
+        Crop mix (:data:`lamap.synthetic.landscape.CROP_MIXES`).
+
+    The last three fields' defaults give the demo world of earlier lamap versions, byte for
+    byte (:meth:`to_dict` leaves them out of ``world.json`` while they are defaults).
     """
 
     seed: int = 0
@@ -75,6 +85,9 @@ class WorldSpec:
     days: int = 120
     start: dt.date = dt.date(2024, 4, 1)
     center: tuple[float, float] = (6.0, 48.7)
+    cloudiness: str = "default"
+    field_scale: float = 1.0
+    crops: str = "default"
 
     def __post_init__(self) -> None:
         if self.size < 64 or self.size % 4:
@@ -86,6 +99,31 @@ class WorldSpec:
         lon, lat = self.center
         if not (-180 < lon < 180 and -80 < lat < 84):
             raise InputError(f"world centre {self.center} is outside the UTM latitude range")
+        self._check_variety()
+
+    def _check_variety(self) -> None:
+        from lamap.synthetic.clouds import CLOUD_REGIMES
+        from lamap.synthetic.landscape import CROP_MIXES
+
+        if self.cloudiness not in CLOUD_REGIMES:
+            raise InputError(f"unknown cloudiness {self.cloudiness!r}: use one of "
+                             f"{sorted(CLOUD_REGIMES)}")
+        if not 0.25 <= self.field_scale <= 4.0:
+            raise InputError(f"field_scale must be in [0.25, 4], got {self.field_scale}")
+        if self.crops not in CROP_MIXES:
+            raise InputError(f"unknown crop mix {self.crops!r}: use one of {sorted(CROP_MIXES)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the spec as JSON-ready values, leaving out variety fields at their default."""
+        data = {**asdict(self), "start": self.start.isoformat(), "center": list(self.center)}
+        defaults = {"cloudiness": "default", "field_scale": 1.0, "crops": "default"}
+        return {k: v for k, v in data.items() if defaults.get(k, object()) != v}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorldSpec:
+        """Read :meth:`to_dict`'s output (``world.json``'s ``spec``)."""
+        return cls(**{**data, "start": as_date(data["start"], "world spec start"),
+                      "center": tuple(data["center"])})
 
 
 @dataclass(frozen=True)
@@ -199,7 +237,8 @@ def _holdout(truth: TruthGrid) -> dict[str, Any]:
 def iter_render(out: Path, spec: WorldSpec) -> Iterator[str]:
     """Generate the world step by step, yielding a line about each step (for progress)."""
     scene = render.build_scene(spec)
-    fractions = clouds.cloud_cover_sequence(spec.days // 5 + 1, render.scene_rng(spec, 5))
+    fractions = clouds.regime_cover_sequence(spec.cloudiness, spec.days // 5 + 1,
+                                             render.scene_rng(spec, 5), render.scene_rng(spec, 9))
     s2 = s2_schedule(scene.truth, spec.start, spec.days, fractions)
     s1 = s1_schedule(scene.truth, spec.start, spec.days)
     stac = out / "stac"
@@ -245,7 +284,7 @@ def _write_meta(
     ]
     meta = {
         "lamap_world": WORLD_FORMAT,
-        "spec": {**asdict(spec), "start": spec.start.isoformat(), "center": list(spec.center)},
+        "spec": spec.to_dict(),
         "bbox": bbox,
         "truth_grid": scene.truth.to_dict(),
         "crs": {

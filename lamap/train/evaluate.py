@@ -77,6 +77,7 @@ from lamap.train.baselines import (
     regression_predictions,
     temporal_baselines,
 )
+from lamap.train.breakdown import Breakdown, CoverLookup, parse_dimensions
 from lamap.train.eval_models import ModelLike, ScoredModel, predict_patches, resolve_models
 from lamap.train.metrics import ErrorSums, score
 from lamap.train.patches import SPLIT_NAMES, STORE_NAME, open_cache
@@ -297,11 +298,13 @@ def _chunks(rows: np.ndarray, size: int) -> Iterator[np.ndarray]:
 
 
 def _score_split(store: _Store, rows: np.ndarray, split: str, models: Sequence[ScoredModel],
-                 regressors: Mapping[str, Any], batch_size: int
+                 regressors: Mapping[str, Any], batch_size: int, breakdown: Breakdown | None
                  ) -> tuple[list[Score], list[Calibration], float, dict[str, float]]:
     names = [*(MODEL_INPUTS if store.has_pixel_inputs else ()), "lai", "masks",
              *(name for model in models for name in model.inputs), "target", "target_mask",
-             "past_days", *store.truth_names]
+             "past_days", *store.truth_names, *(breakdown.needs() if breakdown else ()),
+             *(("s1",) if breakdown and "s1" in store.group else ())]
+    names = [name for name in names if name in store.group]
     methods = [*(m for model in models for m in model.methods.values()), *METHODS[3:]]
     scorer, model_seconds = _SplitScorer(methods), 0.0
     for part in _chunks(rows, batch_size):
@@ -320,8 +323,11 @@ def _score_split(store: _Store, rows: np.ndarray, split: str, models: Sequence[S
         preds |= regression_predictions(regressors, data, where, store.spec)
         scorer.add(preds, refs)
         scorer.add_label(data, store.spec)
+        if breakdown is not None:
+            breakdown.add(preds, refs, data)
     label = {name: sums.rmse for name, sums in scorer.label.items() if sums.n}
-    return (scorer.scores(split, store.spec.lai_scale), scorer.calibration(split),
+    binned = breakdown.scores(split, store.spec.lai_scale) if breakdown is not None else []
+    return (scorer.scores(split, store.spec.lai_scale) + binned, scorer.calibration(split),
             model_seconds, label)
 
 
@@ -343,7 +349,9 @@ def evaluate(models: ModelLike | Sequence[ModelLike] | None,
              baselines: bool = True, fit_split: str = "train", max_pixels: int = 200_000,
              rf_max_pixels: int = 50_000, rf_trees: int = 50, rf_depth: int = 12,
              max_patches: int | None = None, batch_size: int = 16, device: str = "cpu",
-             threads: int = 2, seed: int = 0) -> EvalResult:
+             threads: int = 2, seed: int = 0,
+             fit_cache: str | os.PathLike[str] | CacheLike | None = None,
+             by: Sequence[str] = ()) -> EvalResult:
     """Score models side by side, their parts and the baselines on splits of a training cache.
 
     Parameters
@@ -379,6 +387,12 @@ def evaluate(models: ModelLike | Sequence[ModelLike] | None,
         Torch threads and random-forest jobs.
     seed : int
         Seed of every subsample and of the random forest.
+    fit_cache : path or CacheLike, optional
+        Fit the regressions on ``fit_split`` of this cache instead (e.g. the models'
+        training cache, when ``cache`` holds only unseen worlds).
+    by : sequence of str
+        Also break the gap-filling scores down by these quantities
+        (:data:`lamap.train.breakdown.DIMENSIONS`), into ``EvalResult.breakdown``.
 
     Returns
     -------
@@ -404,23 +418,43 @@ def evaluate(models: ModelLike | Sequence[ModelLike] | None,
         if len(scored) == 1:
             meta |= {"model": scored[0].source, "model_sha256": scored[0].sha256}
         regressors: dict[str, Any] = {}
-        if baselines and store.has_pixel_inputs:
+        fit_store = _open_store(fit_cache) if fit_cache is not None else store
+        if baselines and store.has_pixel_inputs and fit_store.has_pixel_inputs:
             regressors, fit_meta = _fit_baselines(
-                store, fit_split, max_pixels=max_pixels, rf_max_pixels=rf_max_pixels,
+                fit_store, fit_split, max_pixels=max_pixels, rf_max_pixels=rf_max_pixels,
                 rf_trees=rf_trees, rf_depth=rf_depth, threads=threads,
                 batch_size=batch_size, seed=seed)
-            meta |= fit_meta
+            meta |= fit_meta | {"fit_cache": str(fit_store.path)}
+        breakdown = _breakdown(store, by)
         scores, calibration, patches = _score_splits(store, splits, scored, regressors,
-                                                     max_patches, batch_size, seed, meta)
+                                                     max_patches, batch_size, seed, meta,
+                                                     breakdown)
+    binned = tuple(s for s in scores if "|" in s.scoring)
+    scores = [s for s in scores if "|" not in s.scoring]
     meta |= {"cache": str(store.path), "splits": list(splits), "patches": patches,
              "lai_scale": store.spec.lai_scale, "lai_clip": list(store.spec.lai_clip),
              "synthetic_truth": store.has_truth, "seconds": time.perf_counter() - start}
-    return EvalResult(tuple(scores), meta, tuple(calibration))
+    return EvalResult(tuple(scores), meta, tuple(calibration), binned)
+
+
+def _breakdown(store: _Store, by: Sequence[str]) -> Breakdown | None:
+    """Return the breakdown of :func:`evaluate` (None without ``by``)."""
+    dimensions = parse_dimensions(by)
+    if not dimensions:
+        return None
+    if not store.has_truth:
+        raise InputError(f"the cache {store.path} has no world truth to break the gap-filling "
+                         "scores down with: build it from demo worlds")
+    covers, attrs = None, dict(store.group.attrs)
+    if "landcover" in dimensions:
+        covers = CoverLookup(attrs, int(store.group["target"].shape[-1]))
+    worlds = [Path(w["path"]).name for w in attrs.get("worlds", [])]
+    return Breakdown(dimensions, covers, worlds)
 
 
 def _score_splits(store: _Store, splits: Sequence[str], models: Sequence[ScoredModel],
                   regressors: Mapping[str, Any], max_patches: int | None, batch_size: int,
-                  seed: int, meta: dict[str, Any]
+                  seed: int, meta: dict[str, Any], breakdown: Breakdown | None = None
                   ) -> tuple[list[Score], list[Calibration], dict[str, int]]:
     scores: list[Score] = []
     calibration: list[Calibration] = []
@@ -432,8 +466,10 @@ def _score_splits(store: _Store, splits: Sequence[str], models: Sequence[ScoredM
             raise InputError(
                 f"split {split!r} of cache {store.path} has no patches: leave it out of splits"
             )
+        fresh = None if breakdown is None else Breakdown(breakdown.dimensions,
+                                                         breakdown.covers, breakdown.worlds)
         found, spread, seconds, label = _score_split(store, rows, split, models, regressors,
-                                                     batch_size)
+                                                     batch_size, fresh)
         scores += found
         calibration += spread
         patches[split] = int(rows.size)

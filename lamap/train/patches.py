@@ -261,7 +261,8 @@ class Cache:
     index : pandas.DataFrame
         One row per patch, indexed by row number: ``date`` (datetime64), ``row``, ``col``,
         ``split`` (code), ``split_name``, ``cloudy_past``, ``valid_fraction``,
-        ``s1_valid_fraction``, ``past_t2``, ``past_t1`` (days to t).
+        ``s1_valid_fraction``, ``past_t2``, ``past_t1`` (days to t), and ``world`` in a
+        cache of several worlds (:mod:`lamap.train.worlds`).
     """
 
     path: Path
@@ -355,6 +356,8 @@ def _index(group: zarr.Group) -> pd.DataFrame:
     names = {code: name for name, code in SPLIT_CODES.items()}
     frame["split_name"] = [names[int(c)] for c in data["split"]]
     frame["past_t2"], frame["past_t1"] = past[:, 0], past[:, 1]
+    if "world" in group:  # a cache of several worlds (lamap.train.worlds)
+        frame["world"] = np.asarray(cast(zarr.Array, group["world"])[:])
     return frame
 
 

@@ -121,11 +121,15 @@ class EvalResult:
         Models, cache, splits, baseline fits, timings.
     calibration : tuple of Calibration
         One per (split, scoring set, model with a spread).
+    breakdown : tuple of Score
+        Pixels cloudy at t by bins of one quantity (:mod:`lamap.train.breakdown`): scoring
+        ``"<set>|<dimension>=<bin>"``, coverage NaN.
     """
 
     scores: tuple[Score, ...]
     meta: dict[str, Any] = field(default_factory=dict)
     calibration: tuple[Calibration, ...] = ()
+    breakdown: tuple[Score, ...] = ()
 
     def get(self, split: str, scoring: str, method: str) -> Score:
         """Return the score of ``method`` on ``scoring`` of ``split``.
@@ -185,6 +189,7 @@ class EvalResult:
                 parts.append(_markdown_table(split, scoring, rows))
         if self.calibration:
             parts.append(_calibration_table(self.calibration))
+        parts += _breakdown_tables(self.breakdown)
         return "\n\n".join(parts) + "\n"
 
     def _headline(self) -> str:
@@ -231,7 +236,7 @@ class EvalResult:
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["split", "scoring", "method", "metric", "value"])
-            for s in self.scores:
+            for s in (*self.scores, *self.breakdown):
                 for metric in _METRICS:
                     writer.writerow([s.split, s.scoring, s.method, metric, getattr(s, metric)])
             for c in self.calibration:
@@ -242,7 +247,8 @@ class EvalResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: ``{"scores", "calibration", "meta"}`` (NaN stays NaN)."""
         return {"scores": [asdict(s) for s in self.scores],
-                "calibration": [asdict(c) for c in self.calibration], "meta": self.meta}
+                "calibration": [asdict(c) for c in self.calibration], "meta": self.meta,
+                "breakdown": [asdict(s) for s in self.breakdown]}
 
 
 def _markdown_table(split: str, scoring: str, rows: Sequence[Score]) -> str:
@@ -262,3 +268,30 @@ def _calibration_table(rows: Sequence[Calibration]) -> str:
     lines = [f"| {c.split} | {c.scoring} | {c.method} | {c.pixels} | {c.cover1:.1%} | "
              f"{c.cover2:.1%} | {c.mean_sd:.3f} | {c.rms_z:.2f} |" for c in rows]
     return "\n".join([head, *lines])
+
+
+_BREAKDOWN_TITLES = {"cloudy-t-clear": "pixels cloudy at t vs the cloud-free S2 label",
+                     "cloudy-t-snap": "pixels cloudy at t vs the cloud-free SNAP LAI"}
+
+
+def _breakdown_tables(rows: Sequence[Score]) -> list[str]:
+    """One table per (split, set, dimension): bins down, each method's RMSE across."""
+    groups: dict[tuple[str, str, str], list[Score]] = {}
+    for s in rows:
+        name, _, binned = s.scoring.partition("|")
+        dimension, _, _ = binned.partition("=")
+        groups.setdefault((s.split, name, dimension), []).append(s)
+    tables = []
+    for (split, name, dimension), found in groups.items():
+        methods = list(dict.fromkeys(s.method for s in found))
+        bins = list(dict.fromkeys(s.scoring.partition("=")[2] for s in found))
+        rmse = {(s.scoring.partition("=")[2], s.method): s for s in found}
+        title = _BREAKDOWN_TITLES.get(name, name)
+        head = (f"#### {split}: {title} (common pixels), RMSE (m²/m²) by "
+                f"{dimension}\n\n| {dimension} | pixels | " + " | ".join(methods) + " |\n"
+                "| --- | ---: |" + " ---: |" * len(methods))
+        lines = [f"| {b} | {rmse[(b, methods[0])].pixels} | " + " | ".join(
+            f"{rmse[(b, m)].rmse:.3f}" if (b, m) in rmse else "" for m in methods) + " |"
+            for b in bins]
+        tables.append("\n".join([head, *lines]))
+    return tables

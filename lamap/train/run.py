@@ -56,7 +56,7 @@ def _world_defaults(
 
 
 def train_from_catalog(
-    catalog: str,
+    catalog: str | Sequence[str],
     bbox: BBoxLike | None,
     start: DateLike | None,
     end: DateLike | None,
@@ -70,6 +70,7 @@ def train_from_catalog(
     resume: bool = False,
     time_limit_s: float | None = None,
     config_overrides: dict[str, Any] | None = None,
+    holdout_worlds: Sequence[str | int] = (),
     progress: Progress | bool | None = True,
 ) -> TrainRun:
     """Build (or reuse) the training cache, then train a registered model stage by stage.
@@ -81,8 +82,11 @@ def train_from_catalog(
 
     Parameters
     ----------
-    catalog : str
-        Profile name, STAC API URL or demo world directory.
+    catalog : str or sequence of str
+        Profile name, STAC API URL or demo world directory; or several demo worlds and
+        families of worlds (``lamap demo --family``), trained on together through one cache
+        with the world recorded per patch (:mod:`lamap.train.worlds`; ``bbox``, ``start``
+        and ``end`` must then be None: every world is used whole).
     bbox : bbox-like, optional
         Training area ``W,S,E,N``; on a demo world its held-out area is kept out (default
         for a demo world: the whole world).
@@ -94,7 +98,9 @@ def train_from_catalog(
         The architecture (:mod:`lamap.model.registry`): ``lnb-fused`` or ``li2025``.
     init : path-like, optional
         Start from this checkpoint's weights (it must be of ``arch``; a spread head it lacks
-        starts untrained), e.g. to train only the spread head of shipped weights.
+        starts untrained), e.g. to train only the spread head of shipped weights, or to
+        fine-tune them on more worlds; the heads' biases are not reset
+        (``init_head_bias`` is False unless ``config_overrides`` sets it).
     cache_dir : path-like, optional
         Where the training cache lives (default: ``<out>.cache``); reused when it matches.
     patch : int
@@ -109,6 +115,9 @@ def train_from_catalog(
         Start no new epoch after this many seconds.
     config_overrides : dict, optional
         :class:`lamap.train.loop.TrainConfig` fields to change.
+    holdout_worlds : sequence of str or int
+        With several worlds: those kept out of training whole (``unique``), by index,
+        directory name or path.
     progress : callable or bool
         Receives progress events of the cache and of training
         (:mod:`lamap.runtime.progress`); ``True`` prints lines, ``False`` is quiet.
@@ -131,15 +140,25 @@ def train_from_catalog(
     from lamap.train.uncertainty import record_uncertainty
 
     architecture = get_architecture(arch)
+    if init is not None:  # trained heads keep their biases (initial_model starts new ones)
+        config_overrides = {"init_head_bias": False, **(config_overrides or {})}
     config = _config(architecture, preset, config_overrides)
     model = initial_model(architecture.name, init, seed=config.seed)  # refuse a wrong init early
-    bbox, start, end = _world_defaults(catalog, bbox, start, end)
-    area, first, last = as_bbox(bbox), as_date(start, "start"), as_date(end, "end")
     out_path = Path(out)
     cache_path = Path(cache_dir) if cache_dir else out_path.with_suffix(".cache")
-    cache = build_cache(catalog, area, first, last, cache_path, patch=patch,
-                        spec=TRAINING_CACHE_SPEC, options=CacheOptions(min_valid=0.0),
-                        progress=progress)
+    if _many_worlds(catalog):
+        cache, info = _worlds_cache(catalog, (bbox, start, end), cache_path, patch,
+                                    holdout_worlds, progress)
+    else:
+        catalog = catalog if isinstance(catalog, str) else catalog[0]
+        bbox, start, end = _world_defaults(catalog, bbox, start, end)
+        area, first, last = as_bbox(bbox), as_date(start, "start"), as_date(end, "end")
+        cache = build_cache(catalog, area, first, last, cache_path, patch=patch,
+                            spec=TRAINING_CACHE_SPEC, options=CacheOptions(min_valid=0.0),
+                            progress=progress)
+        info = {"catalog": str(catalog), "bbox": list(area.to_tuple()),
+                "start": first.isoformat(), "end": last.isoformat(),
+                "synthetic": _is_world(catalog)}
     spec = _model_spec(architecture, cache.feature_spec)
     names = (*architecture.spatial_inputs, *architecture.vector_inputs)
     train_set = PatchDataset(cache, cache.split_indices("train"), augment=True,
@@ -149,10 +168,8 @@ def train_from_catalog(
                            crop=val_crop)
     sigma_set = PatchDataset(cache, cache.split_indices(config.sigma_split), inputs=names,
                              augment=True, rng_seed=config.seed, crop=config.crop)
-    info = {"catalog": str(catalog), "bbox": list(area.to_tuple()), "start": first.isoformat(),
-            "end": last.isoformat(), "patch": patch, "cache": str(cache_path), "preset": preset,
-            "synthetic": _is_world(catalog), "sigma_split": config.sigma_split,
-            "val_crop": val_crop}
+    info |= {"patch": patch, "cache": str(cache_path), "preset": preset,
+             "sigma_split": config.sigma_split, "val_crop": val_crop}
     if init is not None:  # what the weights it starts from were trained with
         loaded = load_checkpoint(init)
         info["init"] = {"path": str(init), "sha256": loaded.sha256, "training": loaded.training}
@@ -163,6 +180,37 @@ def train_from_catalog(
     if result.complete:
         record_uncertainty(out_path, cache)
     return TrainRun(out_path, cache_path, result.summary)
+
+
+def _many_worlds(catalog: str | Sequence[str]) -> bool:
+    """Whether ``catalog`` is several catalogs or a family of worlds."""
+    from lamap.catalog.local import is_family
+
+    entries = [catalog] if isinstance(catalog, str) else list(catalog)
+    if not entries:
+        raise InputError("no catalog given: pass --catalog once or more")
+    return len(entries) > 1 or is_family(entries[0])
+
+
+def _worlds_cache(catalogs: str | Sequence[str], area: tuple[Any, Any, Any],
+                  cache_path: Path, patch: int, holdout: Sequence[str | int],
+                  progress: Progress | bool | None) -> tuple[Any, dict[str, Any]]:
+    """Build the cache of several worlds; return it and the checkpoint's data description."""
+    from lamap.model import TRAINING_CACHE_SPEC
+    from lamap.train.cache import CacheOptions
+    from lamap.train.worlds import build_worlds_cache
+
+    if any(value is not None for value in area):
+        raise InputError("--bbox, --start and --end do not apply to several worlds or a "
+                         "family: each world is used whole; leave them out")
+    entries = [catalogs] if isinstance(catalogs, str) else list(catalogs)
+    cache = build_worlds_cache(entries, cache_path, holdout_worlds=holdout, patch=patch,
+                               spec=TRAINING_CACHE_SPEC, options=CacheOptions(min_valid=0.0),
+                               progress=progress)
+    worlds = cache.attrs["worlds"]
+    return cache, {"catalog": [str(c) for c in entries], "synthetic": True,
+                   "worlds": [w["path"] for w in worlds],
+                   "holdout_worlds": [w["path"] for w in worlds if w["held_out"]]}
 
 
 def _config(architecture: Any, preset: str, overrides: dict[str, Any] | None) -> Any:
@@ -221,16 +269,24 @@ def initial_model(arch: str, init: str | os.PathLike[str] | None = None, *,
     missing, unexpected = model.load_state_dict(loaded.model.state_dict(), strict=False)
     assert not unexpected and all(k.startswith(("sigma.", "fusion.sigma.", "sd_scale"))
                                   for k in missing)
+    if missing:  # the trained heads keep their biases; a new spread head starts at its σ
+        from lamap.train.stages import init_biases
+
+        init_biases(model, 0.0, ("sigma",))
     return model
 
 
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-    cache_dir: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str] | None = None,
     *,
+    worlds: Sequence[str | os.PathLike[str]] = (),
+    fit_cache: str | os.PathLike[str] | None = None,
+    by: Sequence[str] = (),
     out_csv: str | os.PathLike[str] | None = None,
     baselines: bool = True,
     max_patches: int | None = None,
+    progress: Progress | bool | None = False,
 ) -> str:
     """Score checkpoints side by side and the baselines on a cache; return a Markdown report.
 
@@ -238,28 +294,83 @@ def evaluate_checkpoint(
     ----------
     checkpoint : path-like or list of path-like
         From ``lamap train``.
-    cache_dir : path-like
-        Its training cache (the same feature definition).
+    cache_dir : path-like, optional
+        Their training cache (the same feature definition); with ``worlds``, where the
+        cache of those worlds is built (default: next to the first, ``<world>.eval-cache``).
+    worlds : sequence of path-like
+        Demo worlds or families the models never saw: every patch of theirs is scored as
+        ``unique`` (the held-out splits); the regressions are fitted on ``fit_cache``.
+    fit_cache : path-like, optional
+        The cache the regressions are fitted on (its ``train`` split); default with
+        ``worlds``: the first checkpoint's training cache if it is still there, else the
+        regressions are left out.
+    by : sequence of str
+        Break the gap-filling scores down (:mod:`lamap.train.breakdown`).
     out_csv : path-like, optional
         Also write the long-format CSV.
     baselines : bool
         Fit and score the pixel-wise regressions too.
     max_patches : int, optional
         Score at most this many patches per split (faster).
+    progress : callable or bool
+        Progress of building the worlds' cache.
 
     Returns
     -------
     str
         The Markdown tables.
+
+    Raises
+    ------
+    InputError
+        If neither ``cache_dir`` nor ``worlds`` is given.
     """
     from lamap.train.evaluate import evaluate
 
     models = [checkpoint] if isinstance(checkpoint, str | os.PathLike) else list(checkpoint)
+    splits = None
+    if worlds:
+        cache_dir, splits = _worlds_eval_cache(worlds, cache_dir, progress)
+        fit_cache = fit_cache or _training_cache(models[0])
+        baselines = baselines and fit_cache is not None
+    elif cache_dir is None:
+        raise InputError("give --cache (a training cache) or --world (worlds to score on)")
     result = evaluate([str(m) for m in models], str(cache_dir), baselines=baselines,
-                      max_patches=max_patches)
+                      max_patches=max_patches, splits=splits, fit_cache=fit_cache, by=by)
     if out_csv:
         result.to_csv(out_csv)
     return str(result.to_markdown())
+
+
+def _worlds_eval_cache(worlds: Sequence[str | os.PathLike[str]],
+                       cache_dir: str | os.PathLike[str] | None,
+                       progress: Progress | bool | None) -> tuple[Path, list[str]]:
+    """Build the cache of unseen worlds, all held out; return it and its non-empty splits."""
+    from lamap.model import TRAINING_CACHE_SPEC
+    from lamap.train.cache import CacheOptions
+    from lamap.train.worlds import build_worlds_cache, expand_worlds
+
+    found = expand_worlds(list(worlds))
+    path = Path(cache_dir) if cache_dir else Path(str(Path(worlds[0]).resolve()) + ".eval-cache")
+    cache = build_worlds_cache([str(w) for w in found], path, patch=256,
+                               holdout_worlds=list(range(len(found))), spec=TRAINING_CACHE_SPEC,
+                               options=CacheOptions(min_valid=0.0), progress=progress)
+    splits = [s for s in ("unique", "unique-non-cloudy", "unique-cloudy")
+              if len(cache.split_indices(s))]
+    if not splits:
+        raise InputError(f"the worlds {[str(w) for w in found]} give no patch to score (no "
+                         "date with enough valid S2 at t): add worlds or longer ones")
+    return path, splits
+
+
+def _training_cache(checkpoint: str | os.PathLike[str]) -> Path | None:
+    """Return the training cache a checkpoint records, if it is still there."""
+    from lamap.model import load_checkpoint
+
+    recorded = (load_checkpoint(checkpoint).training or {}).get("data", {}).get("cache")
+    if recorded and (Path(recorded) / "patches.zarr").is_dir():
+        return Path(recorded)
+    return None
 
 
 def _limit(preset: str) -> float | None:
