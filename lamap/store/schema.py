@@ -93,7 +93,7 @@ _LEDGER_NODES: dict[str, dict[str, Any]] = {
 }
 #: lamap's nodes at the root: a folder holding only these (and no zarr.json) is a store
 #: whose creation stopped, created again by the next run.
-STORE_NODES = ("lai", "source", "time", "x", "y", "spatial_ref", "lamap")
+STORE_NODES = ("lai", "source", "lai_sd", "time", "x", "y", "spatial_ref", "lamap")
 _FLOATS = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
 _FLAGS = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
 
