@@ -130,7 +130,7 @@ def test_the_layout_follows_the_geozarr_multiscales_convention(tmp_path: Path) -
         assert entry["transform"]["scale"] == [1.0, 2.0, 2.0]
         assert entry["proj:transform"][0] == 2 * below["proj:transform"][0]
     # level 0 is untouched: xr.open_zarr sees lai and source only
-    assert set(xr.open_zarr(tmp_path / "lai.zarr").data_vars) == {"lai", "source"}
+    assert set(xr.open_zarr(tmp_path / "lai.zarr").data_vars) == {"lai", "lai_sd", "source"}
 
 
 def test_a_new_date_grows_every_level(tmp_path: Path) -> None:
