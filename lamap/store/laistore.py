@@ -527,9 +527,11 @@ class LaiStore:
             If the date is not on the time axis or markers cannot be read.
         """
         day = as_date(date)
-        self.time_index(day)
         model_record = None if model is None else json_ready(model, "model")
         with concurrency.locked(self.url, self.storage_options, f"recording the run of {day}"):
+            # the date checked under the lock: an insertion in another process rewrites the
+            # time values before it commits the new shape, so a read outside could miss it
+            self.time_index(day)
             # markers read under the lock: the last run to record a date counts them all
             summary = run_summary(self.ledger.date_info(day), model_record)
             schema.record_date(self.url, self.storage_options, day, summary, model_record)
