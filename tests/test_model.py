@@ -256,8 +256,7 @@ def test_shipped_demo_checkpoint_loads_with_its_state_dict_keys() -> None:
     from lamap.weights import demo_weights
 
     path = demo_weights()
-    if path is None:
-        pytest.skip("lamap/data/demo_model.pt is not installed")
+    assert path is not None, "lamap/data/demo_model.pt ships with the package"
     raw = torch.load(path, weights_only=True)
     loaded = load_checkpoint(path)
     state = loaded.model.state_dict()
