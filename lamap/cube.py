@@ -20,7 +20,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import dask.array as da
 import numpy as np
@@ -33,7 +33,7 @@ from rasterio.enums import Resampling
 from lamap.catalog import S1Scene, S2Scene
 from lamap.errors import InputError, NoInputError
 from lamap.grid import Grid, Tile, Window
-from lamap.readers import COVERED, GDAL_ENV, reader_for
+from lamap.readers import COVERED, GDAL_ENV, GROUPS, reader_for
 from lamap.timesteps import S1Pass, S2Day, TimeSteps, select_scenes
 
 __all__ = [
@@ -150,6 +150,10 @@ def _stack(
     resampling: Resampling,
 ) -> xr.DataArray:
     rows, cols = where.chunks()
+    if where.one_chunk:  # the reader warps an item's bands on one source grid together
+        for item in items:
+            found = cast(dict[str, dict[str, str]], item["assets"])
+            GROUPS.add(where.bounds, [found[a]["href"] for a in assets if a in found])
     cube = stackstac.stack(
         items,
         assets=list(assets),

