@@ -40,6 +40,7 @@ from lamap.features import FeatureSpec, build_features
 from lamap.grid import Grid, Window
 from lamap.infer import ModelRef, context_vector, infer_block
 from lamap.model.registry import FUSED_NAME, get_architecture
+from lamap.runtime.allocator import tune_allocator
 from lamap.store import Source
 from lamap.timesteps import TimeSteps
 
@@ -147,6 +148,7 @@ def block_features(job: BlockJob) -> BlockInputs:
     -------
     BlockInputs
     """
+    tune_allocator()  # under Dask's nanny settings every block buffer would be re-faulted
     where = CubeWindow(job.grid, job.read_window, one_chunk=True, exact=job.exact_warp)
     cubes = tile_cubes(job.steps, job.s2, job.s1, where, signer=job.signer)
     arch = get_architecture(job.architecture)
@@ -204,6 +206,7 @@ def block_lai(block: BlockInputs, ref: ModelRef, *, lai_scale: float) -> BlockRe
     -------
     BlockResult
     """
+    tune_allocator()
     model = infer_block(
         block.inputs, ref=ref, context=block.context, halo=block.halo, scale=lai_scale
     )

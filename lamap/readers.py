@@ -23,7 +23,7 @@ import contextlib
 import math
 import threading
 from collections.abc import Sequence
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -256,9 +256,7 @@ def _source_window(ds: Any, spec: RasterSpec) -> rasterio.windows.Window | None:
 
     None if they reach past the raster.
     """
-    west, south, east, north = transform_bounds(
-        CRS.from_epsg(spec.epsg), ds.crs, *spec.bounds, densify_pts=21
-    )
+    west, south, east, north = _bounds_in(ds.crs.to_wkt(), spec.epsg, tuple(spec.bounds))
     inverse = ~ds.transform
     cols, rows = zip(*(inverse @ xy for xy in ((west, north), (east, north), (west, south),
                                                (east, south))), strict=True)  # fmt: skip
@@ -267,6 +265,17 @@ def _source_window(ds: Any, spec: RasterSpec) -> rasterio.windows.Window | None:
     if col0 < 0 or row0 < 0 or col1 > ds.width or row1 > ds.height:
         return None
     return rasterio.windows.Window(col0, row0, col1 - col0, row1 - row0)
+
+
+@lru_cache(maxsize=256)
+def _bounds_in(crs_wkt: str, epsg: int, bounds: tuple[float, ...]) -> tuple[float, ...]:
+    """Return ``bounds`` (in ``epsg``) in another CRS.
+
+    Cached: building the transformation costs about 15 ms, and every asset of a block asks
+    for the same few.
+    """
+    return tuple(transform_bounds(CRS.from_epsg(epsg), CRS.from_wkt(crs_wkt), *bounds,
+                                  densify_pts=21))  # fmt: skip
 
 
 def _window_key(window: Any) -> tuple[int, int, int, int]:
