@@ -43,6 +43,7 @@ from lamap.grid import Grid, Tile
 from lamap.infer import DEFAULT_BATCH, predict_array, set_layout
 from lamap.model import load_checkpoint, recommended_halo
 from lamap.runtime import ClusterSpec
+from lamap.runtime.allocator import worker_settings
 from lamap.runtime.progress import Progress, Reporter
 
 __all__ = ["BenchReport", "model_throughput", "run_bench", "table"]
@@ -288,9 +289,10 @@ def run_bench(
         area = sum(t.shape[0] * t.shape[1] for t in chosen)
         from distributed import Client, LocalCluster
 
-        local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                             host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                             silence_logs=logging.ERROR)  # fmt: skip
+        with worker_settings():
+            local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                 host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                 silence_logs=logging.ERROR)  # fmt: skip
         with local as cluster, Client(cluster) as client:
             say("inputs-only (approximate and exact warp) and model-only, on the cluster")
             rates = stage_rates(client, setup)

@@ -40,3 +40,19 @@ def test_tuned_workers_reuse_block_buffers() -> None:
     assert plain > 50 * 200, plain
     assert tuned < plain / 20, (tuned, plain)
     assert tune_allocator() is True
+
+
+def test_local_cluster_workers_start_with_lamaps_allocator_settings() -> None:
+    """lamap's local cluster hands its workers WORKER_ENVIRON (instead of Dask's trim
+    threshold), and a block task then finds nothing left to set."""
+    import os
+
+    from lamap.runtime import ClusterSpec, get_client
+    from lamap.runtime.allocator import WORKER_ENVIRON
+
+    spec = ClusterSpec(workers=1, dashboard_address="127.0.0.1:0")
+    with get_client(spec) as client:
+        seen = client.run(lambda: {name: os.environ.get(name) for name in WORKER_ENVIRON})
+        tuned = client.run(tune_allocator)
+    assert list(seen.values()) == [WORKER_ENVIRON]
+    assert list(tuned.values()) == [True]

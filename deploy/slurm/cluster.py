@@ -38,6 +38,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from lamap.runtime.allocator import WORKER_ENVIRON
+
 __all__ = ["build_parser", "cluster_kwargs", "main"]
 
 
@@ -81,6 +83,8 @@ def cluster_kwargs(options: argparse.Namespace) -> dict[str, Any]:
     prologue = [
         "export OMP_NUM_THREADS=1",
         "export GDAL_CACHEMAX=512",
+        # lamap.runtime.allocator: keep block-sized buffers instead of re-faulting them
+        *(f"export {name}={value}" for name, value in WORKER_ENVIRON.items()),
         *options.prologue,
     ]
     return {

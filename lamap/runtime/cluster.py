@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lamap.errors import DashboardPortWarning, InputError, LamapError
+from lamap.runtime.allocator import worker_settings
 
 __all__ = [
     "ClusterSpec",
@@ -189,7 +190,7 @@ def _connect(address: str) -> Iterator[Any]:
 def _local_cluster(spec: ClusterSpec, gpu: bool) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, worker_settings():
         warnings.simplefilter("always")
         cluster = LocalCluster(
             n_workers=spec.workers or _default_workers(),
