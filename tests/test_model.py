@@ -192,6 +192,41 @@ def test_config_validation(changes: dict[str, object], match: str) -> None:
         ModelConfig(**changes)  # type: ignore[arg-type]
 
 
+def test_residual_output_adds_the_latest_clear_past() -> None:
+    """The residual network predicts the change from the latest clear past LAI: t-1 where
+    valid, else t-2 where valid, else 0; the same weights without the residual differ by
+    exactly that base, in the decoder and in encoder 2's head (encoder 1 sees no LAI)."""
+    from lamap.model.network import clear_past
+
+    inputs = make_inputs(2, 16, 16, seed=5)
+    valid = inputs["masks"][:, :, 0]
+    base = clear_past(inputs["lai"], inputs["masks"])[:, 0]
+    for y, x in ((0, 0), (3, 7), (9, 2), (15, 15), (6, 11)):
+        t2, t1 = valid[0, 0, y, x] > 0.5, valid[0, 1, y, x] > 0.5
+        want = inputs["lai"][0, 1, y, x] if t1 else inputs["lai"][0, 0, y, x] if t2 else 0.0
+        assert float(base[0, y, x]) == pytest.approx(float(want))
+    assert ((valid[:, 0] < 0.5) & (valid[:, 1] < 0.5)).any(), "some pixels have no clear past"
+    residual = seeded_model(4, replace(TINY, residual=True))
+    plain = seeded_model(4, replace(TINY, residual=False))
+    with torch.no_grad():
+        got, ref = residual(**inputs), plain(**inputs)
+        torch.testing.assert_close(got.lai[:, 0], ref.lai[:, 0] + base)
+        torch.testing.assert_close(got.enc2[:, 0], ref.enc2[:, 0] + base)
+        torch.testing.assert_close(got.enc1, ref.enc1)
+        alone = residual.forward_enc2(inputs["lai"], inputs["masks"], inputs["season"])
+        torch.testing.assert_close(alone, got.enc2)
+
+
+def test_configs_written_before_the_residual_read_back_without_it() -> None:
+    """The shipped li2025-era and earlier fused checkpoints predate the option."""
+    data = ModelConfig().to_dict()
+    data.pop("residual")
+    assert ModelConfig.from_dict(data).residual is False
+    assert ModelConfig().residual is True  # new networks are residual
+    with pytest.raises(InputError, match="residual"):
+        ModelConfig(residual="yes")  # type: ignore[arg-type]
+
+
 def test_config_from_dict_is_strict() -> None:
     data = ModelConfig().to_dict() | {"depth": 4}
     with pytest.raises(InputError, match="unknown keys \\['depth'\\]"):

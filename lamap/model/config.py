@@ -52,6 +52,11 @@ class ModelConfig:
     sigma_head : bool
         Add the per-pixel spread head (:class:`~lamap.model.network.SigmaHead`); configs
         written before it existed read back without it.
+    residual : bool
+        The decoder and encoder 2's head predict the change from the latest clear past LAI
+        (t-1 where valid, else t-2 where valid, else 0), which is added back: a pixel that
+        does not change costs the network nothing to predict. Configs written before this
+        option read back without it (the shipped weights until the family training).
 
     Raises
     ------
@@ -70,6 +75,7 @@ class ModelConfig:
     mask_channels: int = 6
     season_channels: int = 2
     sigma_head: bool = False
+    residual: bool = True
 
     def __post_init__(self) -> None:
         """Validate and normalise (tuples of int, float dropout)."""
@@ -79,9 +85,10 @@ class ModelConfig:
                      "mask_channels", "season_channels"):
             object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
         object.__setattr__(self, "dropout", _dropout(self.dropout))
-        if not isinstance(self.sigma_head, bool):
-            raise InputError(f"model config sigma_head must be true or false, "
-                             f"got {self.sigma_head!r}")
+        for name in ("sigma_head", "residual"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"model config {name} must be true or false, "
+                                 f"got {getattr(self, name)!r}")
         if self.batchnorm not in get_args(BatchNormPosition):
             raise InputError(
                 f"model config batchnorm must be one of {list(get_args(BatchNormPosition))}, "
@@ -123,7 +130,8 @@ class ModelConfig:
         """
         if not isinstance(data, Mapping):
             raise InputError(f"a model config must be a mapping, got {type(data).__name__}")
-        data = {"sigma_head": False, **data}  # written before the sigma head existed
+        # written before the sigma head and the residual output existed
+        data = {"sigma_head": False, "residual": False, **data}
         known = {f.name for f in fields(cls)}
         unknown, missing = sorted(set(data) - known), sorted(known - set(data))
         if unknown or missing:

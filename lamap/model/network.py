@@ -19,6 +19,11 @@ convolutions up, skip connections by concatenation and a final 1×1 convolution.
 levels the network down-samples by :data:`~lamap.model.config.DOWNSAMPLING` = 4, so inputs must
 be a multiple of 4 pixels high and wide; nothing depends on a fixed patch size.
 
+With :attr:`ModelConfig.residual` (new networks; checkpoints written before it read back
+without it) the decoder and encoder 2's head predict the change from the latest clear past
+LAI (:func:`clear_past`), which is added back: a pixel that does not change costs the
+network nothing to predict.
+
 All outputs are on the LAI/5 scale of :mod:`lamap.features`. Module attribute names are the
 keys of the checkpoints' state dicts: renaming one breaks every saved model.
 """
@@ -47,6 +52,7 @@ __all__ = [
     "SigmaHead",
     "UNet",
     "check_spatial",
+    "clear_past",
     "input_shapes",
     "parameter_count",
     "seeded_model",
@@ -301,6 +307,9 @@ class FusedLAINet(nn.Module):
         feat2, head2 = self.enc2(lai, masks, season)
         features = self.decoder.features(torch.cat([feat1, feat2], dim=1))
         out = {"lai": self.decoder.out(features), "enc1": head1, "enc2": head2}
+        if self.config.residual:
+            base = clear_past(lai, masks)
+            out["lai"], out["enc2"] = out["lai"] + base, head2 + base
         if self.sigma is not None:
             out["sd"] = self.sigma(features, masks)
         return out
@@ -347,7 +356,27 @@ class FusedLAINet(nn.Module):
         Parameters, shapes and errors are those of :meth:`forward`.
         """
         _check_inputs(self.config, lai=lai, masks=masks, season=season)
-        return self.enc2(lai, masks, season)[1]  # type: ignore[no-any-return]
+        head = self.enc2(lai, masks, season)[1]
+        return head + clear_past(lai, masks) if self.config.residual else head
+
+
+def clear_past(lai: Tensor, masks: Tensor) -> Tensor:
+    """Latest clear past LAI/5 per pixel, ``(B, 1, H, W)``: the residual network's base.
+
+    t-1 where its ``valid`` mask channel is set, else t-2 where valid, else 0 (the fill).
+
+    Parameters
+    ----------
+    lai : torch.Tensor
+        ``(B, steps, H, W)`` past LAI/5, oldest first.
+    masks : torch.Tensor
+        ``(B, steps, mask_channels, H, W)``; channel 0 is ``valid``.
+    """
+    base = torch.zeros_like(lai[:, :1])
+    for step in range(lai.shape[1]):  # oldest first: later clear steps overwrite
+        valid = masks[:, step, :1] > 0.5
+        base = torch.where(valid, lai[:, step:step + 1], base)
+    return base
 
 
 def input_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
