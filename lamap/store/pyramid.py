@@ -44,6 +44,7 @@ from zarr.codecs import BloscCodec
 
 from lamap.errors import StoreError
 from lamap.grid import Grid
+from lamap.store import concurrency
 from lamap.store.laistore import LaiStore
 from lamap.store.schema import array, commit, open_group
 
@@ -206,15 +207,17 @@ def ensure_pyramid(store: LaiStore, *, create: bool, chunk: int | None = None) -
     bool
         Whether the store has a pyramid now.
     """
-    group = open_group(store.url, store.storage_options, write=True)
-    if PYRAMID_GROUP not in group:
-        if not create:
-            return False
-        _create(group, store.grid, PyramidSpec.for_grid(store.grid, chunk=chunk))
-        commit(store.url, store.storage_options)
+    # under the metadata lock: two runs starting on one new store both find no pyramid
+    with concurrency.locked(store.url, store.storage_options, "creating the overviews"):
         group = open_group(store.url, store.storage_options, write=True)
-    if _grow(group, pyramid_spec(store, group)):
-        commit(store.url, store.storage_options)
+        if PYRAMID_GROUP not in group:
+            if not create:
+                return False
+            _create(group, store.grid, PyramidSpec.for_grid(store.grid, chunk=chunk))
+            commit(store.url, store.storage_options)
+            group = open_group(store.url, store.storage_options, write=True)
+        if _grow(group, pyramid_spec(store, group)):
+            commit(store.url, store.storage_options)
     return True
 
 
