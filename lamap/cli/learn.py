@@ -134,6 +134,11 @@ def train(
             progress=bars,
         )
     typer.echo(f"checkpoint written to {run.checkpoint} (training cache {run.cache})")
+    if not run.complete:
+        typer.echo(f"lamap: stopped at the {preset} preset's time budget before every stage "
+                   "ran (the checkpoint holds the best epoch so far, without the calibrated "
+                   "spread): rerun the same command with --resume to finish", err=True)
+        raise typer.Exit(1)
 
 
 def evaluate(
