@@ -81,6 +81,35 @@ def test_the_spread_stage_leaves_the_mean_untouched(tmp_path: Path, cache_dir: P
     assert [r.stage for r in result.history] == ["sigma"] * 3 and losses[-1] < losses[0]
 
 
+def test_the_spread_stage_freezes_the_selected_mean(tmp_path: Path, cache_dir: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spread head trains on, and the checkpoint keeps, the end-to-end epoch the
+    checkpoint selected, not the last one (here the first is made the selected one)."""
+    import lamap.train.state as state
+
+    def first_of_stage(history):  # type: ignore[no-untyped-def]
+        if not history:
+            return None
+        stage = history[-1].stage
+        first = next(r for r in history if r.stage == stage)
+        return {"stage": stage, "epoch": first.epoch, "val_rmse": None, "val_r2": None}
+
+    monkeypatch.setattr(state, "selected_epoch", first_of_stage)
+    data = PatchDataset(cache_dir, range(8))
+    config = TrainConfig(epochs_enc1=0, epochs_enc2=0, epochs=2, epochs_sigma=1, batch_size=4,
+                         lr=2e-2, device="cpu", threads=1)
+    out, kwargs = tmp_path / "s.pt", {"feature_spec": FUSED.spec.to_dict(), "progress": False,
+                                      "stage_data": {"sigma": data}}  # fmt: skip
+    model = seeded_network(FUSED, 0, TINY_FUSED)
+    train(model, data, data, config, out=out, stop_after=1, **kwargs)
+    selected = load_checkpoint(out).model.state_dict()  # end-to-end epoch 1 of 2
+    mean = [k for k in selected if not k.startswith("sigma.")]
+    train(model, data, data, config, out=out, resume=True, **kwargs)  # epoch 2, then σ
+    final = load_checkpoint(out).model.state_dict()
+    assert all(torch.equal(final[k], selected[k]) for k in mean)
+    assert any(not torch.equal(final[k], selected[k]) for k in final if k.startswith("sigma."))
+
+
 def test_li2025_trains_every_stage_on_a_series_cache(tmp_path: Path, cache_dir: Path) -> None:
     names = (*LI.spatial_inputs, *LI.vector_inputs)
     data = PatchDataset(cache_dir, range(8), inputs=names, crop=32)
