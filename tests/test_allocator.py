@@ -26,7 +26,7 @@ print(faults() - before)
 
 
 def _faults(mode: str) -> int:
-    env = {"MALLOC_TRIM_THRESHOLD_": "65536", "PATH": "/usr/bin:/bin"}  # Dask's nanny's setting
+    env = {"MALLOC_TRIM_THRESHOLD_": "65536", "PATH": "/usr/bin:/bin"}  # Dask's nanny's
     done = subprocess.run([sys.executable, "-c", _PROBE, mode], env=env, check=True,
                           capture_output=True, text=True)  # fmt: skip
     return int(done.stdout.strip())
@@ -35,7 +35,8 @@ def _faults(mode: str) -> int:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_tuned_workers_reuse_block_buffers() -> None:
     """Under Dask's MALLOC_TRIM_THRESHOLD_, each 8 MiB buffer is a fresh mmap that faults in
-    its pages (hundreds of faults each); tuned, the heap keeps it and 50 rounds fault almost nothing."""
+    its pages (hundreds of faults each); tuned, the heap keeps it and 50 rounds fault almost
+    nothing."""
     plain, tuned = _faults("plain"), _faults("tuned")
     assert plain > 50 * 200, plain
     assert tuned < plain / 20, (tuned, plain)

@@ -358,7 +358,8 @@ def test_group_reads_equal_single_reads(tiny_world: World) -> None:
             for n, href in enumerate(hrefs):
                 args = dict(url=href, spec=spec, resampling=Resampling.bilinear,
                             dtype=np.dtype("float32"), fill_value=np.float32(np.nan),
-                            scale_offset=(1.0, 0.0), gdal_env=None, errors_as_nodata=())  # fmt: skip
+                            scale_offset=(1.0, 0.0), gdal_env=None,
+                            errors_as_nodata=())  # fmt: skip
                 got = OneReadReader(**args).read(whole)
                 np.testing.assert_array_equal(got, UnmaskedReader(**args).read(whole))
                 if n in (0, 2):  # B03 warps B04 (10 m); B05 the other 20-m bands; vv warps vh
