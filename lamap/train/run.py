@@ -26,8 +26,11 @@ class TrainRun:
     checkpoint: Path
     cache: Path
     summary: dict[str, Any]
-    complete: bool = True
-    """False when the time budget stopped it before every stage ran (rerun with resume)."""
+
+    @property
+    def complete(self) -> bool:
+        """False when the time budget stopped it before every stage ran (rerun with resume)."""
+        return bool(self.summary.get("complete", True))
 
 
 def _is_world(catalog: str) -> bool:
@@ -183,7 +186,7 @@ def train_from_catalog(
                    time_limit_s=time_limit_s if time_limit_s is not None else _limit(preset))
     if result.complete:
         record_uncertainty(out_path, cache)
-    return TrainRun(out_path, cache_path, result.summary, result.complete)
+    return TrainRun(out_path, cache_path, result.summary)
 
 
 def _many_worlds(catalog: str | Sequence[str]) -> bool:
