@@ -142,16 +142,19 @@ def model_throughput(
 
 
 def _memory_poll(client: Any) -> Any:
-    """Poll the workers' and this process's resident memory: [worker, client] peaks."""
+    """Poll the workers' and this process's resident memory: [worker, client] peaks.
+
+    The workers are read from this process through their PIDs (``/proc``), not with
+    ``client.run``: a poll must not interrupt the tasks it measures.
+    """
+    import os
+
     import psutil
 
-    def rss() -> int:
-        import psutil
-
-        return int(psutil.Process().memory_info().rss)
-
+    workers = [psutil.Process(pid) for pid in client.run(os.getpid).values()]
     me = psutil.Process()
-    return peaks([lambda: max(client.run(rss).values()), lambda: me.memory_info().rss])
+    return peaks([lambda: max(w.memory_info().rss for w in workers),
+                  lambda: me.memory_info().rss])  # fmt: skip
 
 
 #: Where the generated bench world lies: inside one MGRS tile of one UTM zone (32U), like
