@@ -314,7 +314,8 @@ def test_checkpoint_epoch_is_the_best_of_the_last_stage() -> None:
     assert is_best(history, "fused") and selected_epoch(history)["epoch"] == 2  # type: ignore[index]
     history.append(record("fused", 3, 0.15))  # worse: the checkpoint stays at epoch 2
     assert not is_best(history, "fused")
-    assert selected_epoch(history) == {"stage": "fused", "epoch": 2, "val_rmse": 0.1, "val_r2": 0.9}
+    assert selected_epoch(history) == {"stage": "fused", "epoch": 2, "averaged": False,
+                                       "val_rmse": 0.1, "val_r2": 0.9}
     history.append(record("fused", 4, 0.1))  # a tie moves to the newer weights
     assert is_best(history, "fused") and selected_epoch(history)["epoch"] == 4  # type: ignore[index]
     no_val = [record("enc2", 1, None), record("enc2", 2, None)]

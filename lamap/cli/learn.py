@@ -80,6 +80,11 @@ def train(
         float | None, typer.Option(help="Learning rate of every stage (overrides; e.g. "
                                    "lower it to fine-tune with --init).")
     ] = None,
+    average_epochs: Annotated[
+        int | None,
+        typer.Option(help="Average the weights of the last N end-to-end epochs (BatchNorm "
+                     "re-estimated) and keep the mean when it validates best.", min=0),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT's state file.")] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.", parser=parse_device)] = "auto",
 ) -> None:
@@ -116,6 +121,8 @@ def train(
         overrides["cloudy_weight"] = cloudy_weight
     if lr is not None:
         overrides["lr"] = lr
+    if average_epochs is not None:
+        overrides["average_epochs"] = average_epochs
     with Bars("training") as bars:
         run = train_from_catalog(
             catalog or ["planetary-computer"],

@@ -97,6 +97,10 @@ class TrainConfig:
     crop : int, optional
         Train on random ``crop × crop`` windows of the patches (new each epoch; validation
         sees whole patches): more, cheaper steps for models with a small receptive field.
+    average_epochs : int
+        Average the weights of the last ``average_epochs`` end-to-end epochs, recompute
+        the BatchNorm statistics for them and keep the mean when it validates best
+        (:mod:`lamap.train.averaging`); 0 (default) does not average.
     sigma_split : str
         Cache split the spread head is fitted on: ``validation`` by default, patches the
         mean was not fitted on, so σ learns the errors of unseen data, not of training data.
@@ -128,11 +132,12 @@ class TrainConfig:
     epochs_sigma: int = 0
     crop: int | None = None
     sigma_split: str = "validation"
+    average_epochs: int = 0
 
     def __post_init__(self) -> None:
         """Validate every field."""
         for name in ("epochs_enc1", "epochs_enc2", "epochs", "epochs_sigma", "num_workers",
-                     "seed"):
+                     "seed", "average_epochs"):
             _check_int(name, getattr(self, name), low=0)
         _check_int("batch_size", self.batch_size, low=1)
         for name in ("max_steps_per_epoch", "max_val_batches", "threads", "crop"):
@@ -140,6 +145,11 @@ class TrainConfig:
                 _check_int(name, getattr(self, name), low=1)
         if self.epochs_enc1 + self.epochs_enc2 + self.epochs + self.epochs_sigma == 0:
             raise InputError("train config has 0 epochs in every stage: set epochs >= 1")
+        if self.epochs and self.average_epochs > self.epochs:
+            raise InputError(
+                f"train config average_epochs ({self.average_epochs}) exceeds the end-to-end "
+                f"epochs ({self.epochs}): average at most the epochs that run"
+            )
         _check_number("lr", self.lr, positive=True)
         _check_number("cloudy_weight", self.cloudy_weight, positive=True)
         for name in ("alpha", "beta"):

@@ -66,6 +66,7 @@ from lamap.errors import InputError
 from lamap.feature_spec import FeatureSpec
 from lamap.model import architecture_of, resolve_device, torch_threads
 from lamap.runtime.progress import Progress, Reporter
+from lamap.train.averaging import average_pending, averaged_record, update_average
 from lamap.train.config import (
     CPU_STEP_SECONDS,
     STAGES,
@@ -389,8 +390,11 @@ class _Batches:
 
 
 def _describe(record: EpochRecord) -> str:
-    text = (f"{record.stage} epoch {record.epoch}: loss {record.train_loss:.4f}, "
-            f"lr {record.lr:.2e}, {record.steps} steps, {record.seconds:.1f} s")
+    if record.averaged:
+        text = f"{record.stage} averaged weights: BatchNorm re-estimated, {record.seconds:.1f} s"
+    else:
+        text = (f"{record.stage} epoch {record.epoch}: loss {record.train_loss:.4f}, "
+                f"lr {record.lr:.2e}, {record.steps} steps, {record.seconds:.1f} s")
     if record.val is not None:
         text += f"; val RMSE {record.val.rmse:.4f} (LAI/5), R² {record.val.r2:.3f}"
     return text
@@ -414,7 +418,14 @@ def _run_stages(run: RunState, train_data: Dataset[Any], val_data: Dataset[Any] 
             if budget.exhausted(run):
                 return False
             run.history.append(_run_epoch(run, stepper, data, val_data))
+            update_average(run, stage, stepper.epoch)
             budget.epochs_run += 1
+            save_run(run, stepper, complete=_finished(run, stepper))
+        if average_pending(run, stage):
+            if budget.exhausted(run):
+                return False
+            run.history.append(averaged_record(run, stage, data, val_data))
+            run.say.info(_describe(run.history[-1]))
             save_run(run, stepper, complete=_finished(run, stepper))
     return True
 
@@ -438,6 +449,7 @@ def _select_mean(run: RunState) -> None:
 def _finished(run: RunState, stepper: Stepper) -> bool:
     later = run.stages[run.stages.index(stepper.stage) + 1:]
     return (stepper.epoch >= run.config.stage_epochs(stepper.stage)
+            and not average_pending(run, stepper.stage)
             and all(run.config.stage_epochs(s) == 0 for s in later))
 
 

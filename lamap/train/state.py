@@ -80,6 +80,10 @@ class EpochRecord:
         Validation after the epoch; None without validation data.
     seconds : float
         Wall time of the epoch, validation and saving included.
+    averaged : bool
+        The record of the stage's averaged weights (:mod:`lamap.train.averaging`), not of
+        an epoch: ``epoch`` is then the stage's epochs + 1, ``steps`` 0 and ``train_loss``
+        NaN.
     """
 
     stage: Stage
@@ -89,6 +93,7 @@ class EpochRecord:
     train_loss: float
     val: ValMetrics | None
     seconds: float
+    averaged: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the ``val`` metrics flattened as ``val_loss``, ``val_rmse``...)."""
@@ -103,7 +108,7 @@ class EpochRecord:
         val = None if data["val_loss"] is None else ValMetrics(
             data["val_loss"], data["val_rmse"], data["val_r2"], data["val_pixels"])
         return cls(data["stage"], data["epoch"], data["steps"], data["lr"],
-                   data["train_loss"], val, data["seconds"])
+                   data["train_loss"], val, data["seconds"], bool(data.get("averaged", False)))
 
 
 @dataclass
@@ -130,6 +135,9 @@ class RunState:
         Every epoch run so far, resumed runs included.
     head_bias : float, optional
         The bias the heads started from (:func:`lamap.train.loop.init_head_biases`).
+    average, average_count : dict of tensors or None, int
+        The running mean of the weights over the epochs averaged so far, and their number
+        (:mod:`lamap.train.averaging`).
     wall_before : float
         Wall time of earlier runs of this training, seconds.
     started : float
@@ -145,6 +153,8 @@ class RunState:
     say: Reporter
     history: list[EpochRecord] = field(default_factory=list)
     head_bias: float | None = None
+    average: dict[str, torch.Tensor] | None = None
+    average_count: int = 0
     wall_before: float = 0.0
     started: float = field(default_factory=time.perf_counter)
 
@@ -249,7 +259,7 @@ def selected_epoch(history: Sequence[EpochRecord]) -> dict[str, Any] | None:
     records = [r for r in history if r.stage == stage]
     scored = [r for r in records if r.val is not None and math.isfinite(r.val.rmse)]
     best = min(reversed(scored), key=_val_rmse) if scored else records[-1]
-    return {"stage": stage, "epoch": best.epoch,
+    return {"stage": stage, "epoch": best.epoch, "averaged": best.averaged,
             "val_rmse": None if best.val is None else best.val.rmse,
             "val_r2": None if best.val is None else best.val.r2}
 
@@ -304,6 +314,7 @@ def save_run(run: RunState, stepper: Stepper, complete: bool) -> None:
         "cuda_rng": torch.cuda.get_rng_state_all() if run.device.type == "cuda" else [],
         "history": summary["history"], "wall_time_s": summary["wall_time_s"],
         "head_bias": run.head_bias,
+        "average": run.average or {}, "average_count": run.average_count,
     }
     _atomic_torch_save(state, state_path(run.out))
 
@@ -325,6 +336,8 @@ def restore_run(run: RunState, saved: Mapping[str, Any]) -> None:
     run.history = [EpochRecord.from_dict(r) for r in saved["history"]]
     run.wall_before = float(saved["wall_time_s"])
     run.head_bias = saved.get("head_bias")
+    run.average = dict(saved.get("average") or {}) or None
+    run.average_count = int(saved.get("average_count", 0))
     torch.set_rng_state(saved["torch_rng"])
     if run.device.type == "cuda" and saved["cuda_rng"]:
         torch.cuda.set_rng_state_all(saved["cuda_rng"])

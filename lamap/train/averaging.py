@@ -1,0 +1,144 @@
+"""Weight averaging over the last end-to-end epochs (stochastic weight averaging).
+
+With small batches the weights of single epochs scatter around a good region: during the
+family fine-tuning at a learning rate of 1e-4 (batch 4), one epoch filled pixels cloudy at t
+on held-out worlds with an RMSE of 0.278 m²/m² and the next with 0.372. The mean of the
+weights of several epochs lies nearer the middle of that region, and generalises better than
+a pick among them (Izmailov et al. 2018, "Averaging weights leads to wider optima and better
+generalization").
+
+When :attr:`lamap.train.config.TrainConfig.average_epochs` is ``N > 0``, the end-to-end stage
+keeps a running mean of its weights over its last ``N`` epochs (saved in the state file, so a
+resumed run averages the same epochs). After its last epoch the mean is loaded, the
+BatchNorm statistics are recomputed for it over the training data (the running statistics
+of the epochs do not describe the averaged weights), and it is validated as one more
+candidate of the stage: an :class:`~lamap.train.state.EpochRecord` with ``averaged=True``,
+kept by the checkpoint when it validates best, like any epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from lamap.features import FeatureSpec
+from lamap.train.config import Stage
+from lamap.train.stages import batch_keys, stage_loss
+from lamap.train.state import EpochRecord, RunState
+
+__all__ = [
+    "average_pending",
+    "averaged_record",
+    "averages",
+    "recompute_batchnorm",
+    "update_average",
+]
+
+#: The stages whose epochs are the config's ``epochs`` field (the end-to-end ones).
+_END_TO_END: frozenset[str] = frozenset({"fused", "step2"})
+
+
+def averages(run: RunState, stage: Stage) -> bool:
+    """Tell whether ``stage`` averages its last epochs in this run."""
+    return stage in _END_TO_END and run.config.average_epochs > 0
+
+
+def average_pending(run: RunState, stage: Stage) -> bool:
+    """Tell whether ``stage`` still owes its averaged candidate."""
+    if not averages(run, stage) or run.config.stage_epochs(stage) == 0:
+        return False
+    return not any(r.stage == stage and r.averaged for r in run.history)
+
+
+def update_average(run: RunState, stage: Stage, epoch: int) -> None:
+    """Add the model's weights after ``epoch`` (1-based) to the stage's running mean.
+
+    Only the last ``average_epochs`` epochs of the stage count; floating-point tensors are
+    averaged, integer buffers (BatchNorm's batch counters) keep their last value.
+    """
+    first = run.config.stage_epochs(stage) - run.config.average_epochs + 1
+    if not averages(run, stage) or epoch < first:
+        return
+    state = {k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()}
+    if run.average is None or run.average_count == 0:
+        run.average, run.average_count = state, 1
+        return
+    run.average_count += 1
+    for name, value in state.items():
+        if value.is_floating_point():
+            run.average[name] += (value - run.average[name]) / run.average_count
+        else:
+            run.average[name] = value
+
+
+def averaged_record(run: RunState, stage: Stage, train_data: Dataset[Any],
+                    val_data: Dataset[Any] | None) -> EpochRecord:
+    """Load the stage's mean weights, recompute BatchNorm, validate; return its record.
+
+    The model keeps the averaged weights afterwards (the checkpoint keeps whichever
+    candidate validates best, :func:`lamap.train.state.save_run`).
+    """
+    from lamap.train.loop import validate
+
+    if run.average is None:
+        raise RuntimeError(f"no weights were averaged in stage {stage!r}")
+    started, cfg = time.perf_counter(), run.config
+    run.model.load_state_dict(run.average)
+    spec = FeatureSpec.from_dict(run.feature_spec)
+    recompute_batchnorm(run.model, train_data, stage=stage, batch_size=cfg.batch_size,
+                        device=run.device, bfloat16=cfg.precision == "bfloat16", spec=spec)
+    val = None if val_data is None else validate(
+        run.model, val_data, stage=stage, batch_size=cfg.batch_size,
+        max_batches=cfg.max_val_batches, alpha=cfg.alpha, beta=cfg.beta, spec=spec)
+    epoch = cfg.stage_epochs(stage) + 1
+    return EpochRecord(stage, epoch, 0, 0.0, math.nan, val, time.perf_counter() - started,
+                       averaged=True)
+
+
+def recompute_batchnorm(model: nn.Module, data: Dataset[Any], *, stage: Stage = "fused",
+                        batch_size: int = 8, device: torch.device | None = None,
+                        bfloat16: bool = False, spec: FeatureSpec | None = None) -> int:
+    """Reset every BatchNorm's running statistics and estimate them over ``data``.
+
+    One pass without gradients, BatchNorm in training mode with a cumulative mean
+    (``momentum=None``), dropout off. Returns the batches seen; the model ends in eval mode.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    dev = device or next(model.parameters()).device
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.eval()
+    seen = 0
+    try:
+        with torch.no_grad():
+            for batch in _batches(model, data, batch_size, dev):
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bfloat16):
+                    stage_loss(model, batch, stage, batch["weight"].float(), spec=spec)
+                seen += 1
+    finally:
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+        model.eval()
+    return seen
+
+
+def _batches(model: nn.Module, data: Dataset[Any], batch_size: int,
+             device: torch.device) -> Iterator[dict[str, Tensor]]:
+    from lamap.train.loop import _channels_last, _to_device
+
+    keys = batch_keys(model)
+    for raw in DataLoader(data, batch_size=batch_size):
+        yield _to_device(raw, device, channels_last=_channels_last(model), keys=keys)
