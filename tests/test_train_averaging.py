@@ -68,13 +68,12 @@ def test_the_mean_of_the_last_epochs_is_a_candidate(
         mean = sum(s[name] for s in snapshots[1:]) / 3
         assert torch.allclose(value, mean, atol=1e-6), name
     assert not torch.allclose(_running_mean(model.state_dict()), _running_mean(snapshots[-1]))
-    # the checkpoint keeps whichever candidate validated best, and says which
+    # the checkpoint keeps the mean, whatever the single epochs scored, and says so
     summary = load_checkpoint(out).training
-    best = min(records, key=lambda r: r.val.rmse if r.val else float("inf"))
-    assert summary["selected"]["epoch"] == best.epoch
-    assert summary["selected"]["averaged"] is best.averaged
+    assert summary["selected"]["epoch"] == 5 and summary["selected"]["averaged"] is True
+    assert records[-1].val is not None
     assert validate(load_checkpoint(out).model, data[1]).rmse == pytest.approx(
-        best.val.rmse if best.val else 0, rel=1e-4)
+        records[-1].val.rmse, rel=1e-4)
 
 
 def _running_mean(state: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -117,3 +116,19 @@ def test_config_refuses_averaging_more_epochs_than_run() -> None:
     with pytest.raises(InputError, match="average_epochs"):
         replace(CONFIG, average_epochs=5)
     assert replace(CONFIG, epochs=0, epochs_sigma=1, average_epochs=5).average_epochs == 5
+
+
+def test_the_averaged_record_is_selected_even_when_an_epoch_validated_better() -> None:
+    from lamap.train.loop import EpochRecord, ValMetrics
+    from lamap.train.state import is_best, selected_epoch
+
+    def record(epoch: int, rmse: float, averaged: bool = False) -> EpochRecord:
+        return EpochRecord("fused", epoch, 1, 1e-3, 0.1, ValMetrics(rmse**2, rmse, 0.9, 10),
+                           1.0, averaged=averaged)
+
+    history = [record(1, 0.2), record(2, 0.1), record(3, 0.15, averaged=True)]
+    assert is_best(history, "fused")
+    assert selected_epoch(history) == {"stage": "fused", "epoch": 3, "averaged": True,
+                                       "val_rmse": 0.15, "val_r2": 0.9}
+    assert EpochRecord.from_dict(history[-1].to_dict()) == history[-1]
+    assert not EpochRecord.from_dict({**history[0].to_dict()} | {"averaged": None}).averaged

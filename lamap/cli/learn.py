@@ -82,8 +82,8 @@ def train(
     ] = None,
     average_epochs: Annotated[
         int | None,
-        typer.Option(help="Average the weights of the last N end-to-end epochs (BatchNorm "
-                     "re-estimated) and keep the mean when it validates best.", min=0),
+        typer.Option(help="Keep the mean weights of the last N end-to-end epochs "
+                     "(BatchNorm re-estimated) instead of the best-validated epoch.", min=0),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT's state file.")] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.", parser=parse_device)] = "auto",

@@ -99,8 +99,8 @@ class TrainConfig:
         sees whole patches): more, cheaper steps for models with a small receptive field.
     average_epochs : int
         Average the weights of the last ``average_epochs`` end-to-end epochs, recompute
-        the BatchNorm statistics for them and keep the mean when it validates best
-        (:mod:`lamap.train.averaging`); 0 (default) does not average.
+        the BatchNorm statistics for them and keep the mean as the stage's result
+        (:mod:`lamap.train.averaging`); 0 (default) keeps the best-validated epoch.
     sigma_split : str
         Cache split the spread head is fitted on: ``validation`` by default, patches the
         mean was not fitted on, so σ learns the errors of unseen data, not of training data.

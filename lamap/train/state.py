@@ -249,9 +249,10 @@ def selected_epoch(history: Sequence[EpochRecord]) -> dict[str, Any] | None:
     Returns
     -------
     dict or None
-        ``stage``, ``epoch``, ``val_rmse`` and ``val_r2`` of the epoch with the lowest
-        validation RMSE of the last stage (the latest of equals; the last epoch without
-        validation); None for an empty history.
+        ``stage``, ``epoch``, ``averaged``, ``val_rmse`` and ``val_r2`` of the epoch with
+        the lowest validation RMSE of the last stage (the latest of equals; the last epoch
+        without validation), or of the stage's averaged weights once they exist (weight
+        averaging keeps the mean, :mod:`lamap.train.averaging`); None for an empty history.
     """
     if not history:
         return None
@@ -259,6 +260,7 @@ def selected_epoch(history: Sequence[EpochRecord]) -> dict[str, Any] | None:
     records = [r for r in history if r.stage == stage]
     scored = [r for r in records if r.val is not None and math.isfinite(r.val.rmse)]
     best = min(reversed(scored), key=_val_rmse) if scored else records[-1]
+    best = next((r for r in reversed(records) if r.averaged), best)
     return {"stage": stage, "epoch": best.epoch, "averaged": best.averaged,
             "val_rmse": None if best.val is None else best.val.rmse,
             "val_r2": None if best.val is None else best.val.r2}
