@@ -132,3 +132,16 @@ def test_the_averaged_record_is_selected_even_when_an_epoch_validated_better() -
                                        "val_rmse": 0.15, "val_r2": 0.9}
     assert EpochRecord.from_dict(history[-1].to_dict()) == history[-1]
     assert not EpochRecord.from_dict({**history[0].to_dict()} | {"averaged": None}).averaged
+
+
+def test_recomputed_statistics_pool_every_pixel_whatever_the_batch_size(
+        data: tuple[PatchDataset, PatchDataset]) -> None:
+    first: dict[int, torch.Tensor] = {}
+    for size in (2, 8):
+        model = seeded_model(0, TINY)
+        recompute_batchnorm(model, data[0], batch_size=size)
+        norm = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        assert norm.running_var is not None
+        first[size] = norm.running_var.clone()
+    # the first BatchNorm sees the same pixels in any batching: the same variance
+    assert torch.allclose(first[2], first[8], rtol=1e-4)

