@@ -404,7 +404,6 @@ def test_config_refuses_averaging_more_epochs_than_run() -> None:
 
 
 def test_the_averaged_record_is_selected_even_when_an_epoch_validated_better() -> None:
-
     def record(epoch: int, rmse: float, averaged: bool = False) -> EpochRecord:
         return EpochRecord("fused", epoch, 1, 1e-3, 0.1, ValMetrics(rmse**2, rmse, 0.9, 10),
                            1.0, averaged=averaged)
