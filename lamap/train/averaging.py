@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from lamap.features import FeatureSpec
-from lamap.train.config import Stage
+from lamap.train.config import END_TO_END_STAGES, Stage
 from lamap.train.stages import batch_keys, stage_loss
 from lamap.train.state import EpochRecord, RunState
 
@@ -47,13 +47,9 @@ __all__ = [
     "update_average",
 ]
 
-#: The stages whose epochs are the config's ``epochs`` field (the end-to-end ones).
-_END_TO_END: frozenset[str] = frozenset({"fused", "step2"})
-
-
 def averages(run: RunState, stage: Stage) -> bool:
     """Tell whether ``stage`` averages its last epochs in this run."""
-    return stage in _END_TO_END and run.config.average_epochs > 0
+    return stage in END_TO_END_STAGES and run.config.average_epochs > 0
 
 
 def average_pending(run: RunState, stage: Stage) -> bool:
@@ -73,13 +69,13 @@ def update_average(run: RunState, stage: Stage, epoch: int) -> None:
     if not averages(run, stage) or epoch < first:
         return
     state = {k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()}
-    if run.average is None or run.average_count == 0:
-        run.average, run.average_count = state, 1
+    count = epoch - first + 1  # epochs in the mean, this one included
+    if run.average is None or count == 1:
+        run.average = state
         return
-    run.average_count += 1
     for name, value in state.items():
         if value.is_floating_point():
-            run.average[name] += (value - run.average[name]) / run.average_count
+            run.average[name] += (value - run.average[name]) / count
         else:
             run.average[name] = value
 

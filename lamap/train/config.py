@@ -30,6 +30,8 @@ STAGES: tuple[Stage, ...] = ("enc1", "enc2", "fused", "sigma")
 _EPOCH_FIELDS = {"enc1": "epochs_enc1", "enc2": "epochs_enc2", "fused": "epochs",
                  "sigma": "epochs_sigma", "step1": "epochs_enc1", "features": "epochs_enc2",
                  "step2": "epochs"}
+#: The end-to-end stages: those whose epochs are the ``epochs`` field.
+END_TO_END_STAGES = frozenset(stage for stage, name in _EPOCH_FIELDS.items() if name == "epochs")
 
 
 @dataclass(frozen=True)

@@ -135,8 +135,8 @@ class RunState:
         Every epoch run so far, resumed runs included.
     head_bias : float, optional
         The bias the heads started from (:func:`lamap.train.loop.init_head_biases`).
-    average, average_count : dict of tensors or None, int
-        The running mean of the weights over the epochs averaged so far, and their number
+    average : dict of tensors, optional
+        The running mean of the weights over the epochs averaged so far
         (:mod:`lamap.train.averaging`).
     wall_before : float
         Wall time of earlier runs of this training, seconds.
@@ -154,7 +154,6 @@ class RunState:
     history: list[EpochRecord] = field(default_factory=list)
     head_bias: float | None = None
     average: dict[str, torch.Tensor] | None = None
-    average_count: int = 0
     wall_before: float = 0.0
     started: float = field(default_factory=time.perf_counter)
 
@@ -316,7 +315,7 @@ def save_run(run: RunState, stepper: Stepper, complete: bool) -> None:
         "cuda_rng": torch.cuda.get_rng_state_all() if run.device.type == "cuda" else [],
         "history": summary["history"], "wall_time_s": summary["wall_time_s"],
         "head_bias": run.head_bias,
-        "average": run.average or {}, "average_count": run.average_count,
+        "average": run.average or {},
     }
     _atomic_torch_save(state, state_path(run.out))
 
@@ -339,7 +338,6 @@ def restore_run(run: RunState, saved: Mapping[str, Any]) -> None:
     run.wall_before = float(saved["wall_time_s"])
     run.head_bias = saved.get("head_bias")
     run.average = dict(saved.get("average") or {}) or None
-    run.average_count = int(saved.get("average_count", 0))
     torch.set_rng_state(saved["torch_rng"])
     if run.device.type == "cuda" and saved["cuda_rng"]:
         torch.cuda.set_rng_state_all(saved["cuda_rng"])
