@@ -150,7 +150,8 @@ def block_features(job: BlockJob) -> BlockInputs:
     """
     tune_allocator()  # under Dask's nanny settings every block buffer would be re-faulted
     where = CubeWindow(job.grid, job.read_window, one_chunk=True, exact=job.exact_warp)
-    cubes = tile_cubes(job.steps, job.s2, job.s1, where, signer=job.signer)
+    cubes = tile_cubes(job.steps, job.s2, job.s1, where, signer=job.signer,
+                       bands=job.spec.s2_bands)
     arch = get_architecture(job.architecture)
     wanted = [*arch.spatial_inputs, *arch.vector_inputs, "s1_valid"]
     features = build_features(cubes, job.spec)

@@ -443,6 +443,7 @@ def tile_cubes(
     *,
     signer: HrefSigner | None = None,
     with_observed: bool = True,
+    bands: Sequence[str] = SNAP_BANDS,
 ) -> TileCubes:
     """Build every cube one tile needs for one date, lazily.
 
@@ -458,6 +459,8 @@ def tile_cubes(
         Signs hrefs before reading.
     with_observed : bool
         Also stack S2 at D when the planner found it.
+    bands : sequence of str
+        The S2 bands to stack (the feature spec's ``s2_bands``).
 
     Returns
     -------
@@ -466,13 +469,13 @@ def tile_cubes(
     past = [steps.t2, steps.t1]
     s2_now = scl_now = None
     if with_observed and steps.observed is not None:
-        s2_now = s2_cube(s2_scenes, [steps.observed], where, signer=signer)
+        s2_now = s2_cube(s2_scenes, [steps.observed], where, bands=bands, signer=signer)
         scl_now = scl_cube(s2_scenes, [steps.observed], where, signer=signer)
     series = steps.s1_series
     return TileCubes(
         steps=steps,
         where=where,
-        s2=s2_cube(s2_scenes, past, where, signer=signer),
+        s2=s2_cube(s2_scenes, past, where, bands=bands, signer=signer),
         scl=scl_cube(s2_scenes, past, where, signer=signer),
         s1=s1_cube(s1_scenes, steps.s1, where, signer=signer) if steps.s1 else None,
         s2_now=s2_now,

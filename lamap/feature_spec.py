@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from lamap.errors import InputError
+from lamap.lai import SNAP_BANDS
 
 __all__ = [
     "ANGLES",
@@ -25,6 +26,7 @@ __all__ = [
     "S1_STEPS",
     "SCL_CLASSES",
     "SERIES_DEFAULTS",
+    "SHARPEN_GUIDE",
     "SPEC_ATTR",
     "TARGETS",
     "FeatureSpec",
@@ -70,6 +72,10 @@ ANGLES = ("view_zenith", "sun_zenith", "relative_azimuth")
 #: there leaves them out of :meth:`FeatureSpec.to_dict`, so the fused model's checkpoints,
 #: caches and cache keys read exactly as before the time series existed.
 SERIES_DEFAULTS: dict[str, Any] = {"s1_at_steps": True, "s1_window_days": 0, "s1_passes": 0}
+#: The 10-m band the sharpening reads besides SNAP's (:mod:`lamap.sharpen`). A spec without
+#: sharpening (``s2_sharpen`` 0) leaves the field out of :meth:`FeatureSpec.to_dict`, so
+#: checkpoints and caches made before it existed read and compare as before.
+SHARPEN_GUIDE = "B08"
 
 
 
@@ -107,6 +113,11 @@ class FeatureSpec:
     s1_at_steps : bool
         Sentinel-1 at t-2, t-1 and D: the pass nearest to each step (the fused model's
         ``s1``, 6 channels).
+    s2_sharpen : int
+        Half-width (10-m pixels) of the window in which SNAP's 20-m bands are sharpened
+        with the 10-m bands before SNAP, for every S2 LAI: inputs, label and observed LAI
+        (:mod:`lamap.sharpen`); 0: the 20-m bands as the loader interpolates them (the
+        paper's label).
     s1_window_days, s1_passes : int
         The Sentinel-1 time series: the most recent ``s1_passes`` passes in
         ``[D - s1_window_days, D]`` (``s1_series``, ``s1_series_valid``, ``s1_days``; missing
@@ -134,6 +145,7 @@ class FeatureSpec:
     s1_at_steps: bool = True
     s1_window_days: int = 0
     s1_passes: int = 0
+    s2_sharpen: int = 0
     version: int = FEATURES_VERSION
 
     def __post_init__(self) -> None:
@@ -152,6 +164,10 @@ class FeatureSpec:
                     f"feature spec {name} must be true or false, got {getattr(self, name)!r}"
                 )
         _check_series(self.s1_at_steps, self.s1_window_days, self.s1_passes)
+        if (isinstance(self.s2_sharpen, bool) or not isinstance(self.s2_sharpen, int)
+                or not 0 <= self.s2_sharpen <= 16):
+            raise InputError(f"feature spec s2_sharpen must be an integer radius from 0 (off) "
+                             f"to 16 pixels, got {self.s2_sharpen!r}")
 
     def _set(self, name: str, value: object) -> None:
         object.__setattr__(self, name, value)
@@ -170,6 +186,11 @@ class FeatureSpec:
     def mask_labels(self) -> tuple[str, ...]:
         """Labels of one step's mask channels: ``valid`` then the one-hot classes."""
         return ("valid", *(SCL_CLASSES[c] for c in self.onehot_classes))
+
+    @property
+    def s2_bands(self) -> tuple[str, ...]:
+        """The Sentinel-2 bands the spec reads: SNAP's, and B08 when it sharpens."""
+        return (*SNAP_BANDS, SHARPEN_GUIDE) if self.s2_sharpen else SNAP_BANDS
 
     @property
     def s1_series(self) -> bool:
@@ -202,11 +223,14 @@ class FeatureSpec:
         """JSON-ready form (lists for tuples), for checkpoints and store attributes.
 
         The Sentinel-1 fields are left out where they have their fused-model values
-        (:data:`SERIES_DEFAULTS`), so those specs read as before the series existed.
+        (:data:`SERIES_DEFAULTS`), and ``s2_sharpen`` where it is 0, so those specs read as
+        before the series and the sharpening existed.
         """
         data = asdict(self)
         if _series_of(self) == SERIES_DEFAULTS:
             data = {k: v for k, v in data.items() if k not in SERIES_DEFAULTS}
+        if not self.s2_sharpen:
+            del data["s2_sharpen"]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
     @classmethod
@@ -233,7 +257,7 @@ class FeatureSpec:
         _check_version(data.get("version"))
         if "target_classes" not in data and "valid_classes" in data:  # written before it existed
             data = {**data, "target_classes": data["valid_classes"]}
-        data = {**SERIES_DEFAULTS, **data}  # fused specs leave them out
+        data = {**SERIES_DEFAULTS, "s2_sharpen": 0, **data}  # left out at their defaults
         known = {f.name for f in fields(cls)}
         unknown, missing = sorted(set(data) - known), sorted(known - set(data))
         if unknown or missing:

@@ -79,6 +79,7 @@ from lamap.feature_spec import (
 )
 from lamap.lai import s2_lai
 from lamap.radar_series import series_variables
+from lamap.sharpen import sharpen_20m
 
 if TYPE_CHECKING:
     from lamap.cube import TileCubes
@@ -102,6 +103,7 @@ __all__ = [
     "s2_lai",
     "scl_masks",
     "season",
+    "sharpened",
     "target",
     "to_tensors",
     "valid_pixels",
@@ -426,7 +428,7 @@ def features_from_arrays(
         raise InputError("give both s2_now and scl_now (S2 at D), or neither")
     day = as_date(date)
     s2_dims = ("time", "band", "y", "x")
-    lai_past = s2_lai(_check(s2, "s2", s2_dims, {"time": 2}))
+    lai_past = s2_lai(sharpened(_check(s2, "s2", s2_dims, {"time": 2}), spec))
     scl_past = _plain(scl, "scl", ("time", "y", "x"), {"time": 2})
     cubes = {"s2": lai_past, "scl": scl_past}
     if spec.s1_at_steps:
@@ -442,6 +444,24 @@ def features_from_arrays(
         variables |= _now_variables(s2_now, scl_now, lai_past, spec)
     attrs = {SPEC_ATTR: json.dumps(spec.to_dict()), "date": day.isoformat()}
     return xr.Dataset(variables, attrs=attrs)
+
+
+def sharpened(s2: xr.DataArray, spec: FeatureSpec = DEFAULT_SPEC) -> xr.DataArray:
+    """Reflectance as the spec's S2 LAI takes it: 20-m bands sharpened when it says so.
+
+    Parameters
+    ----------
+    s2 : xarray.DataArray
+        Reflectance ``(..., band, y, x)`` with the spec's ``s2_bands``.
+    spec : FeatureSpec
+        Feature parameters (``s2_sharpen``, see :mod:`lamap.sharpen`).
+
+    Returns
+    -------
+    xarray.DataArray
+        ``s2`` itself, or with SNAP's 20-m bands sharpened by the 10-m ones.
+    """
+    return sharpen_20m(s2, spec.s2_sharpen) if spec.s2_sharpen else s2
 
 
 def _needed(cube: xr.DataArray | None, name: str) -> xr.DataArray:
@@ -479,7 +499,7 @@ def _series_variables(s1: xr.DataArray, days: Sequence[int], past_days: Sequence
 
 def _now_variables(s2_now: xr.DataArray, scl_now: xr.DataArray, ref: xr.DataArray,
                    spec: FeatureSpec) -> dict[str, xr.DataArray]:
-    lai = s2_lai(_check(_now(s2_now), "s2_now", ("band", "y", "x"), {}))
+    lai = s2_lai(sharpened(_check(_now(s2_now), "s2_now", ("band", "y", "x"), {}), spec))
     scl = _plain(_now(scl_now), "scl_now", ("y", "x"), {})
     _check_pixels({"s2": ref, "s2_now": lai, "scl_now": scl})
     goal, mask = target(lai, scl, spec=spec)

@@ -263,7 +263,7 @@ def tile_arrays(
         ``lai`` (float32, NaN = no estimate) and ``source`` (uint8), the tile's shape.
     """
     where = CubeWindow.for_tile(tile, halo)
-    cubes = tile_cubes(steps, result.s2, result.s1, where, signer=signer)
+    cubes = tile_cubes(steps, result.s2, result.s1, where, signer=signer, bands=spec.s2_bands)
     features = build_features(cubes, spec)
     model_lai = predict(features, ref, halo=halo, lai_scale=spec.lai_scale, gpu_resource=gpu)
     lai, source = _combine(model_lai, features)

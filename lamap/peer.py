@@ -27,7 +27,6 @@ import numpy as np
 import xarray as xr
 
 from lamap.catalog import BandAsset, S1Scene, S2Scene
-from lamap.cube import SNAP_BANDS
 from lamap.errors import NoInputError
 from lamap.features import FeatureSpec, features_from_arrays, to_tensors
 from lamap.grid import Grid, Window
@@ -117,21 +116,21 @@ def _group(scenes: Sequence[Any], ids: Sequence[str]) -> list[Any]:
     return [by_id[i] for i in ids]
 
 
-def _s2_day(reader: _Reader, scenes: Sequence[S2Scene], day: S2Day
+def _s2_day(reader: _Reader, scenes: Sequence[S2Scene], day: S2Day, bands: Sequence[str]
             ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Reflectance ``(band, y, x)``, SCL ``(y, x)`` and mean angles of one mosaicked day."""
     from rasterio.enums import Resampling
 
     group = _group(scenes, day.item_ids)
     nan = np.full(reader.shape, np.nan, dtype=np.float32)
-    bands = []
-    for band in SNAP_BANDS:
+    read = []
+    for band in bands:
         layers = []
         for scene in group:
             dn, missing = reader.read(scene.asset(band), Resampling.bilinear)
             reflectance = ((dn.astype(np.float64) + scene.boa_offset) / 10000.0).astype(np.float32)
             layers.append(np.where(missing, np.float32(np.nan), reflectance))
-        bands.append(_first_valid(layers, np.isnan, nan))
+        read.append(_first_valid(layers, np.isnan, nan))
     scl_layers = []
     for scene in group:
         scl, missing = reader.read(scene.asset("SCL"), Resampling.nearest)
@@ -139,7 +138,7 @@ def _s2_day(reader: _Reader, scenes: Sequence[S2Scene], day: S2Day
     scl = _first_valid(scl_layers, lambda a: a == 0, np.zeros(reader.shape, dtype=np.uint8))
     angles = {name: float(np.mean([getattr(s, name) for s in group]))
               for name in ("sun_zenith", "view_zenith", "relative_azimuth")}
-    return np.stack(bands), scl, angles
+    return np.stack(read), scl, angles
 
 
 def _s1_pass(reader: _Reader, scenes: Sequence[S1Scene], one: S1Pass) -> np.ndarray:
@@ -160,8 +159,9 @@ def _s1_pass(reader: _Reader, scenes: Sequence[S1Scene], one: S1Pass) -> np.ndar
     return np.stack(bands)
 
 
-def _s2_array(days: Sequence[tuple[np.ndarray, np.ndarray, dict[str, float]]]) -> xr.DataArray:
-    coords: dict[str, Any] = {"band": list(SNAP_BANDS)}
+def _s2_array(days: Sequence[tuple[np.ndarray, np.ndarray, dict[str, float]]],
+              bands: Sequence[str]) -> xr.DataArray:
+    coords: dict[str, Any] = {"band": list(bands)}
     for name in days[0][2]:
         coords[name] = ("time", [d[2][name] for d in days])
     return xr.DataArray(np.stack([d[0] for d in days]), dims=("time", "band", "y", "x"),
@@ -171,15 +171,15 @@ def _s2_array(days: Sequence[tuple[np.ndarray, np.ndarray, dict[str, float]]]) -
 def _features(reader: _Reader, steps: TimeSteps, s2: Sequence[S2Scene],
               s1: Sequence[S1Scene], spec: FeatureSpec) -> xr.Dataset:
     """Read every input of one window and build lamap's features from them (in memory)."""
-    past = [_s2_day(reader, s2, day) for day in (steps.t2, steps.t1)]
+    past = [_s2_day(reader, s2, day, spec.s2_bands) for day in (steps.t2, steps.t1)]
     radar = np.stack([_s1_pass(reader, s1, one) for one in steps.s1])
     s2_now = scl_now = None
     if steps.observed is not None:
-        now = _s2_day(reader, s2, steps.observed)
-        s2_now = _s2_array([now])
+        now = _s2_day(reader, s2, steps.observed, spec.s2_bands)
+        s2_now = _s2_array([now], spec.s2_bands)
         scl_now = xr.DataArray(now[1][None], dims=("time", "y", "x"))
     return features_from_arrays(
-        _s2_array(past),
+        _s2_array(past, spec.s2_bands),
         xr.DataArray(np.stack([p[1] for p in past]), dims=("time", "y", "x")),
         xr.DataArray(radar, dims=("time", "band", "y", "x"), coords={"band": ["vv", "vh"]}),
         steps.date,

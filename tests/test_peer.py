@@ -104,3 +104,36 @@ def test_smaller_blocks_give_nearly_the_same_map(peer: PeerResult, planned, mode
     assert np.abs(small.lai[both] - peer.lai[both]).max() < 0.02
     blocks = -(-tile.shape[0] // 128) * -(-tile.shape[1] // 128)
     assert small.model_px == blocks * (128 + 2 * halo) ** 2
+
+
+@pytest.fixture(scope="module")
+def sharp_model(tmp_path_factory: pytest.TempPathFactory, model):  # type: ignore[no-untyped-def]
+    """The session's seeded network with a feature spec that sharpens the 20-m bands."""
+    from dataclasses import replace
+
+    from lamap.model import save_checkpoint
+
+    loaded = load_checkpoint(model)
+    spec = replace(FeatureSpec.from_dict(loaded.feature_spec), s2_sharpen=3)
+    path = tmp_path_factory.mktemp("sharp") / "sharp.pt"
+    save_checkpoint(path, loaded.model, feature_spec=spec.to_dict())
+    return path
+
+
+def test_a_sharpening_spec_reads_b08_in_lamap_and_the_peer_alike(  # type: ignore[no-untyped-def]
+        planned, sharp_model, lamap_tile, grid) -> None:
+    tile, result, steps = planned
+    loaded = load_checkpoint(sharp_model)
+    spec = FeatureSpec.from_dict(loaded.feature_spec)
+    arrays = tile_arrays(steps, result, tile, ModelRef.from_path(str(sharp_model)),
+                         halo=recommended_halo(loaded.config), spec=spec)
+    lai, source = dask.compute(*arrays, scheduler="synchronous")
+    plain_lai, plain_source = lamap_tile
+    observed = (source == Source.OBSERVED) & (plain_source == Source.OBSERVED)
+    assert observed.sum() > 500
+    changed = np.abs(lai[observed] - plain_lai[observed]) > 0.05
+    assert 0.01 < changed.mean() < 0.9, "sharpening moves the observed LAI at field edges only"
+    peer = naive_map(steps, result.s2, result.s1, grid, tile.window, str(sharp_model))
+    assert (peer.source == source).mean() >= 0.99
+    both = np.isfinite(peer.lai) & np.isfinite(lai)
+    assert np.corrcoef(peer.lai[both], lai[both])[0, 1] >= 0.999

@@ -103,6 +103,52 @@ def test_interrupted_build_resumes_after_the_last_world(
     np.testing.assert_array_equal(resumed.read("target"), built.read("target"))
 
 
+def test_a_sharpened_label_is_nearer_the_truths_snap(built: Cache, family: Path,
+                                                    tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from lamap.catalog.local import world_defaults
+
+    world = expand_worlds([family])[1]
+    bbox, first, last = world_defaults(world)
+    spec = replace(TRAINING_CACHE_SPEC, s2_sharpen=3)
+    sharp = build_cache(str(world), bbox, first, last, tmp_path / "sharp", patch=P,
+                        spec=spec, options=OPTIONS, progress=False)
+    assert sharp.feature_spec == spec
+    plain_rows = np.flatnonzero(built.index["world"].to_numpy() == 1)
+    assert len(sharp) == len(plain_rows)
+    truth = sharp.read("truth_snap")
+    errors = {}
+    for name, label in (("plain", built.read("truth_clear", plain_rows)),
+                        ("sharp", sharp.read("truth_clear"))):
+        ok = np.isfinite(label) & np.isfinite(truth)
+        errors[name] = float(np.sqrt(np.mean((label[ok] - truth[ok]) ** 2)))
+    assert errors["sharp"] < 0.9 * errors["plain"], errors
+    target, mask = sharp.read("target"), sharp.read("target_mask").astype(bool)
+    assert np.isfinite(target[mask]).all()
+
+
+def test_a_world_without_b08_twins_cannot_make_a_sharpened_label(family: Path) -> None:
+    import datetime as dt
+    from dataclasses import replace
+
+    from lamap.cube import CubeWindow
+    from lamap.grid import Grid, Window
+    from lamap.lai import SNAP_BANDS
+    from lamap.synthetic.world import load_world
+    from lamap.timesteps import S2Day
+    from lamap.train.truth import WorldTruth
+
+    world = load_world(expand_worlds([family])[0])
+    assert "B08" in world.clear_bands
+    old = WorldTruth(world.truth(), (0, 0), world.clear_href, SNAP_BANDS)
+    grid = Grid.from_bbox(world.bbox, crs="EPSG:3035", chunk=64, shard=64, tile=128)
+    steps = type("Steps", (), {"observed": S2Day(dt.date(2024, 4, 1), ("x",), 1.0)})()
+    with pytest.raises(InputError, match=r"lack \['B08'\].*lamap demo --overwrite"):
+        old.clear_label(steps, [], CubeWindow(grid, Window(0, 8, 0, 8)),  # type: ignore[arg-type]
+                        replace(TRAINING_CACHE_SPEC, s2_sharpen=3))
+
+
 def test_only_demo_worlds_can_be_combined(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="neither a demo world nor a family"):

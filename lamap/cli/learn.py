@@ -85,6 +85,12 @@ def train(
         typer.Option(help="Keep the mean weights of the last N end-to-end epochs "
                      "(BatchNorm re-estimated) instead of the best-validated epoch.", min=0),
     ] = None,
+    sharpen_20m: Annotated[
+        int,
+        typer.Option(help="Sharpen S2's 20-m bands with its 10-m bands in windows of this "
+                     "half-width (pixels) before SNAP, label included; 0: off (the paper's "
+                     "label).", min=0, max=16),
+    ] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT's state file.")] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.", parser=parse_device)] = "auto",
 ) -> None:
@@ -138,6 +144,7 @@ def train(
             resume=resume,
             config_overrides=overrides,
             holdout_worlds=[w for w in (holdout_worlds or "").split(",") if w],
+            sharpen_20m=sharpen_20m,
             progress=bars,
         )
     typer.echo(f"checkpoint written to {run.checkpoint} (training cache {run.cache})")

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BOA_OFFSET",
+    "CLEAR_BANDS",
     "CLOUD_FLAGS",
     "S2_CLEAR_DATA",
     "S2_DATA",
@@ -50,6 +51,8 @@ __all__ = [
 SNAP_INDEX = [optical.S2_BANDS.index(b) for b in SNAP_BANDS]
 #: Digital number added to the reflectance (× 10000) in the COGs, as in baseline 04.00+.
 BOA_OFFSET = 1000
+#: The bands of the cloud-free twins: SNAP's and the 10-m NIR the sharpening reads.
+CLEAR_BANDS: tuple[str, ...] = (*SNAP_BANDS, "B08")
 #: Where a world keeps its Sentinel-2 products and their cloud-free twins.
 S2_DATA = os.path.join("data", "sentinel-2-l2a")
 S2_CLEAR_DATA = os.path.join("data", "sentinel-2-l2a-clear")
@@ -225,8 +228,8 @@ def _write_s2(
 ) -> list[dict[str, Any]]:
     """Write the S2 products of one datatake (one per UTM grid) and return their items.
 
-    ``reflectance`` is (observed, clear) on the truth grid; the clear twin gets SNAP's bands
-    under :data:`S2_CLEAR_DATA`, with the same file names.
+    ``reflectance`` is (observed, clear) on the truth grid; the clear twin gets
+    :data:`CLEAR_BANDS` under :data:`S2_CLEAR_DATA`, with the same file names.
     """
     observed, clear = reflectance
     items = []
@@ -238,7 +241,7 @@ def _write_s2(
         valid20 = _block_mean(valid10.astype(np.float32)) == 1.0
         valid = (valid10, valid20)
         hrefs = _write_bands(folder, stem, grid, valid, observed, optical.S2_BANDS)
-        _write_bands(out / S2_CLEAR_DATA / day, stem, grid, valid, clear, SNAP_BANDS)
+        _write_bands(out / S2_CLEAR_DATA / day, stem, grid, valid, clear, CLEAR_BANDS)
         scl20 = np.where(valid20, grid.sample(scl, 20), 0).astype(np.uint8)
         path = folder / f"{stem}_SCL_20m.tif"
         write_cog(

@@ -34,11 +34,13 @@ import xarray as xr
 
 from lamap._inputs import as_date
 from lamap.errors import InputError
+from lamap.lai import SNAP_BANDS
 from lamap.runtime.progress import Progress, Reporter
 from lamap.synthetic import clouds, render
 from lamap.synthetic.geometry import TruthGrid
 from lamap.synthetic.render import (  # noqa: F401  (kept importable from here)
     BOA_OFFSET,
+    CLEAR_BANDS,
     CLOUD_FLAGS,
     S2_CLEAR_DATA,
     S2_DATA,
@@ -172,11 +174,16 @@ class World:
         """Whether the world wrote cloud-free twins of its Sentinel-2 products."""
         return "clear_s2" in self.meta
 
+    @property
+    def clear_bands(self) -> tuple[str, ...]:
+        """The bands of the cloud-free twins (SNAP's alone in worlds made before B08 joined)."""
+        return tuple(self.meta.get("clear_s2_bands", SNAP_BANDS))
+
     def clear_href(self, href: str) -> str:
         """Return the cloud-free twin of a Sentinel-2 product's COG.
 
         Use it as the ``signer`` of :func:`lamap.cube.s2_cube` to read what the loader would
-        have read under a clear sky (SNAP's bands only).
+        have read under a clear sky (the bands of :attr:`clear_bands`).
 
         Raises
         ------
@@ -301,6 +308,7 @@ def _write_meta(
         },
         "truth": "truth.zarr",
         "clear_s2": S2_CLEAR_DATA,
+        "clear_s2_bands": list(CLEAR_BANDS),
     }
     _write_json(out / "world.json", meta)
 

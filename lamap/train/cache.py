@@ -310,7 +310,8 @@ def _prepare(store: Path, request: _Request, plan: _Plan, state: str) -> zarr.Gr
 def _patch_graphs(steps: TimeSteps, plan: _Plan, spec: FeatureSpec) -> list[dict[str, Any]]:
     """Build the lazy arrays of every patch of one date: the blocks of one feature cube."""
     where = CubeWindow(plan.grid, plan.window)
-    cubes = tile_cubes(steps, plan.result.s2, plan.result.s1, where, signer=plan.profile.signer)
+    cubes = tile_cubes(steps, plan.result.s2, plan.result.s1, where, signer=plan.profile.signer,
+                       bands=spec.s2_bands)
     features = build_features(cubes, spec)
     cube = {} if "s1" not in features else {
         "s1": features["s1"].transpose("s1_channel", "y", "x").data}
@@ -327,7 +328,7 @@ def _patch_graphs(steps: TimeSteps, plan: _Plan, spec: FeatureSpec) -> list[dict
     }
     truth = plan.truth
     if truth is not None:
-        cube["truth_clear"] = truth.clear_label(steps, plan.result.s2, where)
+        cube["truth_clear"] = truth.clear_label(steps, plan.result.s2, where, spec)
         cube["truth_gap"] = truth.gap_days(steps.date, plan.result.s2, plan.grid, plan.window)
     graphs = []
     for patch in plan.patches:

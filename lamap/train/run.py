@@ -76,6 +76,7 @@ def train_from_catalog(
     time_limit_s: float | None = None,
     config_overrides: dict[str, Any] | None = None,
     holdout_worlds: Sequence[str | int] = (),
+    sharpen_20m: int = 0,
     progress: Progress | bool | None = True,
 ) -> TrainRun:
     """Build (or reuse) the training cache, then train a registered model stage by stage.
@@ -123,6 +124,10 @@ def train_from_catalog(
     holdout_worlds : sequence of str or int
         With several worlds: those kept out of training whole (``unique``), by index,
         directory name or path.
+    sharpen_20m : int
+        Sharpen SNAP's 20-m bands with the 10-m bands in windows of this half-width (pixels)
+        for every S2 LAI, label included (the feature spec's ``s2_sharpen``,
+        :mod:`lamap.sharpen`); 0: as the loader interpolates them (the paper's label).
     progress : callable or bool
         Receives progress events of the cache and of training
         (:mod:`lamap.runtime.progress`); ``True`` prints lines, ``False`` is quiet.
@@ -153,15 +158,16 @@ def train_from_catalog(
     model = initial_model(architecture.name, init, seed=config.seed)  # refuse a wrong init early
     out_path = Path(out)
     cache_path = Path(cache_dir) if cache_dir else out_path.with_suffix(".cache")
+    cache_spec = replace(TRAINING_CACHE_SPEC, s2_sharpen=sharpen_20m)
     if _many_worlds(catalog):
         cache, info = _worlds_cache(catalog, (bbox, start, end), cache_path, patch,
-                                    holdout_worlds, progress)
+                                    holdout_worlds, cache_spec, progress)
     else:
         catalog = catalog if isinstance(catalog, str) else catalog[0]
         bbox, start, end = _world_defaults(catalog, bbox, start, end)
         area, first, last = as_bbox(bbox), as_date(start, "start"), as_date(end, "end")
         cache = build_cache(catalog, area, first, last, cache_path, patch=patch,
-                            spec=TRAINING_CACHE_SPEC, options=CacheOptions(min_valid=0.0),
+                            spec=cache_spec, options=CacheOptions(min_valid=0.0),
                             progress=progress)
         info = {"catalog": str(catalog), "bbox": list(area.to_tuple()),
                 "start": first.isoformat(), "end": last.isoformat(),
@@ -200,10 +206,9 @@ def _many_worlds(catalog: str | Sequence[str]) -> bool:
 
 
 def _worlds_cache(catalogs: str | Sequence[str], area: tuple[Any, Any, Any],
-                  cache_path: Path, patch: int, holdout: Sequence[str | int],
+                  cache_path: Path, patch: int, holdout: Sequence[str | int], spec: Any,
                   progress: Progress | bool | None) -> tuple[Any, dict[str, Any]]:
     """Build the cache of several worlds; return it and the checkpoint's data description."""
-    from lamap.model import TRAINING_CACHE_SPEC
     from lamap.train.cache import CacheOptions
     from lamap.train.worlds import build_worlds_cache
 
@@ -212,7 +217,7 @@ def _worlds_cache(catalogs: str | Sequence[str], area: tuple[Any, Any, Any],
                          "family: each world is used whole; leave them out")
     entries = [catalogs] if isinstance(catalogs, str) else list(catalogs)
     cache = build_worlds_cache(entries, cache_path, holdout_worlds=holdout, patch=patch,
-                               spec=TRAINING_CACHE_SPEC, options=CacheOptions(min_valid=0.0),
+                               spec=spec, options=CacheOptions(min_valid=0.0),
                                progress=progress)
     worlds = cache.attrs["worlds"]
     return cache, {"catalog": [str(c) for c in entries], "synthetic": True,
@@ -337,7 +342,7 @@ def evaluate_checkpoint(
     models = [checkpoint] if isinstance(checkpoint, str | os.PathLike) else list(checkpoint)
     splits = None
     if worlds:
-        cache_dir, splits = _worlds_eval_cache(worlds, cache_dir, progress)
+        cache_dir, splits = _worlds_eval_cache(worlds, cache_dir, _sharpening(models), progress)
         fit_cache = fit_cache or _training_cache(models[0])
         baselines = baselines and fit_cache is not None
     elif cache_dir is None:
@@ -350,7 +355,7 @@ def evaluate_checkpoint(
 
 
 def _worlds_eval_cache(worlds: Sequence[str | os.PathLike[str]],
-                       cache_dir: str | os.PathLike[str] | None,
+                       cache_dir: str | os.PathLike[str] | None, sharpen: int,
                        progress: Progress | bool | None) -> tuple[Path, list[str]]:
     """Build the cache of unseen worlds, all held out; return it and its non-empty splits."""
     from lamap.model import TRAINING_CACHE_SPEC
@@ -360,7 +365,8 @@ def _worlds_eval_cache(worlds: Sequence[str | os.PathLike[str]],
     found = expand_worlds(list(worlds))
     path = Path(cache_dir) if cache_dir else Path(str(Path(worlds[0]).resolve()) + ".eval-cache")
     cache = build_worlds_cache([str(w) for w in found], path, patch=256,
-                               holdout_worlds=list(range(len(found))), spec=TRAINING_CACHE_SPEC,
+                               holdout_worlds=list(range(len(found))),
+                               spec=replace(TRAINING_CACHE_SPEC, s2_sharpen=sharpen),
                                options=CacheOptions(min_valid=0.0), progress=progress)
     splits = [s for s in ("unique", "unique-non-cloudy", "unique-cloudy")
               if len(cache.split_indices(s))]
@@ -368,6 +374,19 @@ def _worlds_eval_cache(worlds: Sequence[str | os.PathLike[str]],
         raise InputError(f"the worlds {[str(w) for w in found]} give no patch to score (no "
                          "date with enough valid S2 at t): add worlds or longer ones")
     return path, splits
+
+
+def _sharpening(models: Sequence[str | os.PathLike[str]]) -> int:
+    """Return the checkpoints' ``s2_sharpen``: the worlds' cache is built with it."""
+    from lamap.features import FeatureSpec
+    from lamap.model import load_checkpoint
+
+    found = {FeatureSpec.from_dict(load_checkpoint(m).feature_spec).s2_sharpen for m in models}
+    if len(found) > 1:
+        raise InputError(
+            f"the checkpoints sharpen S2's 20-m bands differently ({sorted(found)} pixels): "
+            "one worlds' cache cannot serve them all; evaluate them in separate calls")
+    return found.pop()
 
 
 def _training_cache(checkpoint: str | os.PathLike[str]) -> Path | None:

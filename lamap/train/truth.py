@@ -35,8 +35,10 @@ import xarray as xr
 from lamap.catalog import S2Scene
 from lamap.cube import CubeWindow, s2_cube
 from lamap.errors import InputError
-from lamap.features import s2_lai
+from lamap.feature_spec import FeatureSpec
+from lamap.features import s2_lai, sharpened
 from lamap.grid import Grid, Window
+from lamap.lai import SNAP_BANDS
 from lamap.timesteps import TimeSteps
 
 if TYPE_CHECKING:
@@ -114,11 +116,14 @@ class WorldTruth:
         Truth-grid (row, col) of the training grid's pixel (0, 0), :func:`truth_offset`.
     clear_href : callable, optional
         Maps an S2 asset href to its cloud-free twin's; None for worlds without them.
+    clear_bands : tuple of str
+        The bands the twins hold.
     """
 
     data: xr.Dataset
     offset: tuple[int, int]
     clear_href: Callable[[str], str] | None
+    clear_bands: tuple[str, ...] = SNAP_BANDS
 
     @classmethod
     def of(cls, world: World, grid: Grid) -> WorldTruth:
@@ -134,15 +139,22 @@ class WorldTruth:
                         "truth_clear stays NaN; regenerate it to score gap filling against "
                         "the cloud-free label", world.root)
         clear = world.clear_href if world.has_clear_s2 else None
-        return cls(world.truth(), truth_offset(grid, world.meta["truth_grid"]), clear)
+        return cls(world.truth(), truth_offset(grid, world.meta["truth_grid"]), clear,
+                   world.clear_bands)
 
     def clear_label(self, steps: TimeSteps, scenes: Sequence[S2Scene],
-                    where: CubeWindow) -> da.Array:
-        """Lazy S2 LAI label of t's cloud-free twin products over ``where``."""
+                    where: CubeWindow, spec: FeatureSpec) -> da.Array:
+        """Lazy S2 LAI label of t's cloud-free twin over ``where``, as ``spec`` makes it."""
         if self.clear_href is None or steps.observed is None:
             return da.full(where.window.shape, np.nan, dtype=np.float32, chunks=where.chunks())
-        s2 = s2_cube(scenes, [steps.observed], where, signer=self.clear_href)
-        return s2_lai(s2).isel(time=0).transpose("y", "x").data
+        lacking = sorted(set(spec.s2_bands) - set(self.clear_bands))
+        if lacking:
+            raise InputError(
+                f"the world's cloud-free S2 twins lack {lacking}, which the feature spec's "
+                "sharpening reads: regenerate the world with `lamap demo --overwrite` (the same "
+                "seed gives the same products) or train without --sharpen-20m")
+        s2 = s2_cube(scenes, [steps.observed], where, bands=spec.s2_bands, signer=self.clear_href)
+        return s2_lai(sharpened(s2, spec)).isel(time=0).transpose("y", "x").data
 
     def patch(self, day: dt.date, window: Window) -> dict[str, da.Array]:
         """Lazy ``truth_lai``, ``truth_snap``, ``truth_cloud`` of one patch, padded."""
