@@ -15,6 +15,7 @@ import numpy as np
 
 from lamap.errors import InputError
 from lamap.lai import SNAP_BANDS
+from lamap.sharpen import EXTRA_BANDS
 
 __all__ = [
     "ANGLES",
@@ -26,7 +27,6 @@ __all__ = [
     "S1_STEPS",
     "SCL_CLASSES",
     "SERIES_DEFAULTS",
-    "SHARPEN_GUIDE",
     "SPEC_ATTR",
     "TARGETS",
     "FeatureSpec",
@@ -72,10 +72,6 @@ ANGLES = ("view_zenith", "sun_zenith", "relative_azimuth")
 #: there leaves them out of :meth:`FeatureSpec.to_dict`, so the fused model's checkpoints,
 #: caches and cache keys read exactly as before the time series existed.
 SERIES_DEFAULTS: dict[str, Any] = {"s1_at_steps": True, "s1_window_days": 0, "s1_passes": 0}
-#: The 10-m band the sharpening reads besides SNAP's (:mod:`lamap.sharpen`). A spec without
-#: sharpening (``s2_sharpen`` 0) leaves the field out of :meth:`FeatureSpec.to_dict`, so
-#: checkpoints and caches made before it existed read and compare as before.
-SHARPEN_GUIDE = "B08"
 
 
 
@@ -190,7 +186,7 @@ class FeatureSpec:
     @property
     def s2_bands(self) -> tuple[str, ...]:
         """The Sentinel-2 bands the spec reads: SNAP's, and B08 when it sharpens."""
-        return (*SNAP_BANDS, SHARPEN_GUIDE) if self.s2_sharpen else SNAP_BANDS
+        return (*SNAP_BANDS, *EXTRA_BANDS) if self.s2_sharpen else SNAP_BANDS
 
     @property
     def s1_series(self) -> bool:

@@ -38,11 +38,15 @@ from dask.array.overlap import ensure_minimum_chunksize
 from scipy import ndimage
 
 from lamap.errors import InputError
+from lamap.lai import SNAP_BANDS
 
-__all__ = ["GUIDE_BANDS", "SHARPENED_BANDS", "depth", "sharpen_20m", "sharpen_block"]
+__all__ = ["EXTRA_BANDS", "GUIDE_BANDS", "SHARPENED_BANDS", "depth", "sharpen_20m",
+           "sharpen_block"]
 
 #: The 10-m bands used as guides.
 GUIDE_BANDS: tuple[str, ...] = ("B03", "B04", "B08")
+#: The guides SNAP does not read itself: what a sharpening spec reads besides SNAP's bands.
+EXTRA_BANDS: tuple[str, ...] = tuple(b for b in GUIDE_BANDS if b not in SNAP_BANDS)
 #: The 20-m bands of SNAP that are sharpened.
 SHARPENED_BANDS: tuple[str, ...] = ("B05", "B06", "B07", "B8A", "B11", "B12")
 #: Ridge added to the guides' covariance (reflectance²): a flat window keeps its mean.
@@ -198,10 +202,10 @@ def _footprint(values: np.ndarray) -> np.ndarray:
 
 
 def _degrade(values: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """:func:`_footprint` of each band of ``values`` over the pixels where ``weight`` is 1."""
+    """:func:`_footprint` of each band of ``values`` (0 where ``weight`` is 0) over the rest."""
     total = _footprint(weight)
     total = np.where(total > 1e-6, total, np.float32(1.0))
-    return np.stack([_footprint(v * weight) / total for v in values])
+    return np.stack([_footprint(v) / total for v in values])
 
 
 def sharpen_20m(s2: xr.DataArray, radius: int) -> xr.DataArray:

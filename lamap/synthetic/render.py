@@ -22,6 +22,7 @@ import xarray as xr
 from shapely.geometry import box
 
 from lamap.lai import SNAP_BANDS, snap_lai
+from lamap.sharpen import EXTRA_BANDS
 from lamap.synthetic import clouds, landscape, optical, radar
 from lamap.synthetic.cog import write_cog
 from lamap.synthetic.geometry import ProductGrid, TruthGrid, utm_epsg
@@ -52,7 +53,7 @@ SNAP_INDEX = [optical.S2_BANDS.index(b) for b in SNAP_BANDS]
 #: Digital number added to the reflectance (× 10000) in the COGs, as in baseline 04.00+.
 BOA_OFFSET = 1000
 #: The bands of the cloud-free twins: SNAP's and the 10-m NIR the sharpening reads.
-CLEAR_BANDS: tuple[str, ...] = (*SNAP_BANDS, "B08")
+CLEAR_BANDS: tuple[str, ...] = (*SNAP_BANDS, *EXTRA_BANDS)
 #: Where a world keeps its Sentinel-2 products and their cloud-free twins.
 S2_DATA = os.path.join("data", "sentinel-2-l2a")
 S2_CLEAR_DATA = os.path.join("data", "sentinel-2-l2a-clear")
